@@ -1,0 +1,75 @@
+"""Atomic checkpoints holding the supernet weights and the space definition."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import ElasticSupernet
+from .space import SearchSpace, load_space, space_from_dict
+
+FORMAT = "nas-supernet/1"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, net: ElasticSupernet, **extra: Any) -> None:
+    """Write weights, the space and `extra` (plain tensors/containers/numbers) atomically."""
+    atomic_torch_save({"format": FORMAT, "space": net.space.to_dict(),
+                       "state_dict": net.state_dict(), **extra}, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, loaded with weights_only=True; clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint: {str(path)!r} does not exist or is not a file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise ValueError(
+            f"checkpoint: {str(path)!r} is not a supernet checkpoint ({type(e).__name__})"
+        ) from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(
+            f"checkpoint: {str(path)!r} is not a supernet checkpoint (format {FORMAT!r} expected)"
+        )
+    return ck
+
+
+def load_checkpoint(
+    path: str | Path, space: SearchSpace | str | None = None
+) -> tuple[ElasticSupernet, dict[str, Any]]:
+    """(supernet with loaded weights, the checkpoint's extra entries).
+
+    If `space` is given, a checkpoint of a different space is an error.
+    """
+    ck = read_checkpoint(path)
+    saved = space_from_dict(ck["space"])
+    if space is not None:
+        want = load_space(space)
+        if want != saved:
+            raise ValueError(
+                f"checkpoint: {str(path)!r} holds space {saved.name!r}, "
+                f"which differs from the requested space {want.name!r}"
+            )
+    net = ElasticSupernet(saved, zero_init_residual_bn=False)
+    net.load_state_dict(ck["state_dict"])
+    extra = {k: v for k, v in ck.items() if k not in ("format", "space", "state_dict")}
+    return net, extra

@@ -1,0 +1,125 @@
+"""The elastic supernet: `net(x, arch)` runs a child by slicing the largest weights;
+`net.export(arch)` copies the child out as a network of standard torch layers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, act_fn
+from .plan import BlockPlan, ChildPlan, child_plan
+from .space import Arch, SearchSpace, load_space
+
+
+class DynamicBlock(nn.Module):
+    """Elastic MBConv block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ shortcut)."""
+
+    def __init__(self, space: SearchSpace, mx: BlockPlan, expandable: bool, se: bool,
+                 shortcut_conv: bool):
+        super().__init__()
+        k = max(space.stages[mx.stage].kernels)
+        self.expand_conv = DynamicConv2d(mx.c_in, mx.mid) if expandable else None
+        self.expand_bn = DynamicBatchNorm2d(mx.mid) if expandable else None
+        self.dw_conv = DynamicConv2d(mx.mid, mx.mid, k, mx.stride, depthwise=True)
+        self.dw_bn = DynamicBatchNorm2d(mx.mid)
+        self.se = DynamicSE(mx.mid, mx.se, space.se_act, space.se_gate) if se else None
+        self.project_conv = DynamicConv2d(mx.mid, mx.c_out)
+        self.project_bn = DynamicBatchNorm2d(mx.c_out)
+        self.shortcut_conv = DynamicConv2d(mx.c_in, mx.c_out) if shortcut_conv else None
+
+    def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
+        act = act_fn(p.act)
+        h = x
+        if p.has_expand:
+            h = act(self.expand_bn(self.expand_conv(h, p.mid)))
+        h = act(self.dw_bn(self.dw_conv(h, k=p.kernel)))
+        if p.se:
+            h = self.se(h, p.se)
+        h = self.project_bn(self.project_conv(h, p.c_out))
+        if p.residual:
+            sc = x
+            if p.shortcut_pool:
+                sc = F.avg_pool2d(sc, p.stride, p.stride, ceil_mode=True, count_include_pad=False)
+            if p.shortcut_conv:
+                sc = self.shortcut_conv(sc, p.c_out)
+            h = h + sc
+        return h
+
+
+class ElasticSupernet(nn.Module):
+    """Weight-sharing supernet over a `SearchSpace`; `forward(x, arch)` runs one child."""
+
+    def __init__(self, space: SearchSpace | str, zero_init_residual_bn: bool | None = None):
+        super().__init__()
+        self.space = space = load_space(space)
+        mx = child_plan(space, space.max_arch())
+        self._plans: dict[Arch, ChildPlan] = {}
+        self.stem_conv = DynamicConv2d(3, mx.stem_out, 3, space.stem_stride)
+        self.stem_bn = DynamicBatchNorm2d(mx.stem_out)
+        stages = []
+        for si, spec in enumerate(space.stages):
+            blocks = [b for b in mx.blocks if b.stage == si]
+            expandable = any(e != 1 for e in spec.expands)
+            first_needs_conv = space.shortcut == "always"
+            stages.append(nn.ModuleList(
+                DynamicBlock(space, b, expandable, spec.se, first_needs_conv and b.index == 0)
+                for b in blocks
+            ))
+        self.stages = nn.ModuleList(stages)
+        if space.head_style == "mbv3":
+            self.final_conv = DynamicConv2d(mx.last_width, mx.head_mid)
+            self.final_bn = DynamicBatchNorm2d(mx.head_mid)
+            self.mix_conv = DynamicConv2d(mx.head_mid, mx.head_width)
+        else:
+            self.final_conv = DynamicConv2d(mx.last_width, mx.head_width)
+            self.final_bn = DynamicBatchNorm2d(mx.head_width)
+            self.mix_conv = None
+        self.classifier = DynamicLinear(mx.head_width, space.num_classes)
+        nn.init.normal_(self.classifier.linear.weight, 0, 0.01)
+        nn.init.zeros_(self.classifier.linear.bias)
+        zero = zero_init_residual_bn
+        if zero is None:
+            zero = space.zero_init_residual_bn
+        if zero:
+            self._zero_init_residual_bn()
+
+    def _zero_init_residual_bn(self) -> None:
+        # BigNAS: every residual block starts as the identity, so deep children train
+        # like shallow ones at first. Only blocks that always have a shortcut qualify.
+        for stage in self.stages:
+            for i, blk in enumerate(stage):
+                if i > 0 or self.space.shortcut == "always":
+                    nn.init.zeros_(blk.project_bn.weight)
+
+    def plan(self, arch: Arch) -> ChildPlan:
+        """The resolved layer shapes of `arch` (validated once, then cached)."""
+        p = self._plans.get(arch)
+        if p is None:
+            self.space.validate(arch)
+            p = self._plans[arch] = child_plan(self.space, arch)
+        return p
+
+    def forward(self, x: torch.Tensor, arch: Arch, dropout: float = 0.0) -> torch.Tensor:
+        """Logits of child `arch` on `x` (already at `arch.resolution`)."""
+        p = self.plan(arch)
+        x = act_fn(self.space.stem_act)(self.stem_bn(self.stem_conv(x, p.stem_out)))
+        for b in p.blocks:
+            x = self.stages[b.stage][b.index](x, b)
+        act = act_fn(self.space.head_act)
+        if self.mix_conv is not None:
+            x = act(self.final_bn(self.final_conv(x, p.head_mid)))
+            x = act(self.mix_conv(x.mean((2, 3), keepdim=True), p.head_width))
+        else:
+            x = act(self.final_bn(self.final_conv(x, p.head_width))).mean((2, 3), keepdim=True)
+        x = torch.flatten(x, 1)
+        if dropout > 0:
+            x = F.dropout(x, dropout, self.training)
+        return self.classifier(x)
+
+    @torch.no_grad()
+    def export(self, arch: Arch) -> nn.Sequential:
+        """A standalone copy of child `arch` made of standard torch layers."""
+        from .export import export_child
+
+        return export_child(self, arch)

@@ -1,0 +1,375 @@
+"""Search spaces and child architectures: the one vocabulary of the toolkit.
+
+A `SearchSpace` lists the choices (resolutions, stem, stages, head); an `Arch` is one
+child, frozen and hashable, with a string form, a dict form and an integer encoding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ACTIVATIONS = ("relu", "relu6", "swish", "hswish")
+SHORTCUTS = ("identity", "always")  # identity: residual only where shapes agree (MBv2)
+HEADS = ("mbv2", "mbv3")
+SE_SOURCES = ("input", "mid")
+GATES = ("sigmoid", "hsigmoid")
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """Round `v` to a multiple of `divisor` without going below 90% of it (MobileNet rule)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class StageArch:
+    """The choices of one stage of a child: output width, depth, kernel, expand ratio."""
+
+    width: int
+    depth: int
+    kernel: int
+    expand: float
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One child model: resolution, stem width, per-stage choices, head width."""
+
+    resolution: int
+    stem: int
+    stages: tuple[StageArch, ...]
+    head: int
+
+    def __str__(self) -> str:
+        body = "-".join(
+            f"w{s.width}d{s.depth}k{s.kernel}e{_fmt(s.expand)}" for s in self.stages
+        )
+        return f"r{self.resolution}-s{self.stem}-{body}-h{self.head}"
+
+    _STAGE_RE = re.compile(r"^w(\d+)d(\d+)k(\d+)e(\d+(?:\.\d+)?)$")
+
+    @classmethod
+    def parse(cls, text: str) -> "Arch":
+        """Parse the short string form, e.g. `r32-s16-w16d1k3e1-...-h128`."""
+        parts = str(text).strip().split("-")
+        if len(parts) < 4 or not re.fullmatch(r"r\d+", parts[0]) or not re.fullmatch(
+            r"s\d+", parts[1]
+        ) or not re.fullmatch(r"h\d+", parts[-1]):
+            raise ValueError(
+                f"arch string: {text!r} is malformed; expected "
+                "'r<res>-s<stem>-w<width>d<depth>k<kernel>e<expand>-...-h<head>'"
+            )
+        stages = []
+        for i, p in enumerate(parts[2:-1]):
+            m = cls._STAGE_RE.match(p)
+            if not m:
+                raise ValueError(
+                    f"arch string: stage {i} {p!r} is malformed; expected "
+                    "'w<width>d<depth>k<kernel>e<expand>'"
+                )
+            e = float(m.group(4))
+            stages.append(
+                StageArch(int(m.group(1)), int(m.group(2)), int(m.group(3)), _num(e))
+            )
+        return cls(int(parts[0][1:]), int(parts[1][1:]), tuple(stages), int(parts[-1][1:]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict form: resolution, stem, stages (width/depth/kernel/expand), head."""
+        return {
+            "resolution": self.resolution,
+            "stem": self.stem,
+            "stages": [
+                {"width": s.width, "depth": s.depth, "kernel": s.kernel, "expand": s.expand}
+                for s in self.stages
+            ],
+            "head": self.head,
+        }
+
+
+def _num(x: float) -> float:
+    """Keep integral expand ratios as ints so 6 and 6.0 print and compare alike."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """The choices of one stage and its fixed properties."""
+
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expands: tuple[float, ...]
+    stride: int = 1
+    se: bool = False
+    act: str = "relu"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """All choices of an elastic MobileNet-style supernet, plus its fixed block options."""
+
+    name: str
+    resolutions: tuple[int, ...]
+    stem_widths: tuple[int, ...]
+    stem_stride: int
+    stages: tuple[StageSpec, ...]
+    head_widths: tuple[int, ...]
+    num_classes: int
+    stem_act: str = "relu"
+    head_act: str = "relu"
+    head_style: str = "mbv2"  # mbv2: conv-bn-act to head width; mbv3: 6x expand + feature mix
+    head_expand: int = 6  # mbv3 only: final expand ratio over the last stage width
+    shortcut: str = "identity"
+    se_source: str = "input"  # squeeze width from the block input (EfficientNet) or mid (MBv3)
+    se_ratio: float = 0.25
+    se_act: str = "swish"
+    se_gate: str = "sigmoid"
+    se_divisible: bool = False  # round the squeeze width with make_divisible (AttentiveNAS)
+    dropout: float = 0.2
+    zero_init_residual_bn: bool = True
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    # ---- choices -------------------------------------------------------------
+    def choices(self) -> list[tuple[str, tuple]]:
+        """(gene name, allowed values) in encoding order."""
+        out: list[tuple[str, tuple]] = [
+            ("resolution", self.resolutions),
+            ("stem", self.stem_widths),
+        ]
+        for i, s in enumerate(self.stages):
+            out += [
+                (f"stage {i} width", s.widths),
+                (f"stage {i} depth", s.depths),
+                (f"stage {i} kernel", s.kernels),
+                (f"stage {i} expand", s.expands),
+            ]
+        out.append(("head", self.head_widths))
+        return out
+
+    def n_choices(self) -> np.ndarray:
+        """Number of options of each gene, in encoding order."""
+        return np.array([len(c) for _, c in self.choices()], dtype=np.int64)
+
+    def size(self) -> int:
+        """Number of distinct children (every gene changes the network)."""
+        return int(np.prod([len(c) for _, c in self.choices()], dtype=object))
+
+    # ---- children ------------------------------------------------------------
+    def decode(self, vector: Sequence[int]) -> Arch:
+        """Arch from an integer vector of choice indices."""
+        ch = self.choices()
+        vec = [int(v) for v in np.asarray(vector).ravel()]
+        if len(vec) != len(ch):
+            raise ValueError(
+                f"encoding: length {len(vec)} does not match the space's {len(ch)} genes"
+            )
+        vals = []
+        for (name, opts), v in zip(ch, vec):
+            if not 0 <= v < len(opts):
+                raise ValueError(
+                    f"encoding {name}: index {v} out of range; allowed 0..{len(opts) - 1}"
+                )
+            vals.append(opts[v])
+        stages = tuple(
+            StageArch(vals[2 + 4 * i], vals[3 + 4 * i], vals[4 + 4 * i], _num(vals[5 + 4 * i]))
+            for i in range(len(self.stages))
+        )
+        return Arch(vals[0], vals[1], stages, vals[-1])
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Integer vector of choice indices of `arch`."""
+        self.validate(arch)
+        vals = self._values(arch)
+        return np.array(
+            [opts.index(v) for (_, opts), v in zip(self.choices(), vals)], dtype=np.int64
+        )
+
+    def _values(self, arch: Arch) -> list:
+        vals: list = [arch.resolution, arch.stem]
+        for s in arch.stages:
+            vals += [s.width, s.depth, s.kernel, s.expand]
+        return vals + [arch.head]
+
+    def validate(self, arch: Arch) -> Arch:
+        """Raise ValueError naming the field, the bad value and the allowed values."""
+        if not isinstance(arch, Arch):
+            raise ValueError(f"arch: expected an Arch, got {type(arch).__name__}")
+        if len(arch.stages) != len(self.stages):
+            raise ValueError(
+                f"stages: {len(arch.stages)} given, space {self.name!r} has {len(self.stages)}"
+            )
+        for (name, opts), v in zip(self.choices(), self._values(arch)):
+            if v not in opts:
+                raise ValueError(
+                    f"{name}: {v!r} is not allowed in space {self.name!r}; allowed {list(opts)}"
+                )
+        return arch
+
+    def arch_from_dict(self, d: dict) -> Arch:
+        """Arch from the dict form (see `Arch.to_dict`), validated."""
+        try:
+            stages = tuple(
+                StageArch(int(s["width"]), int(s["depth"]), int(s["kernel"]),
+                          _num(float(s["expand"])))
+                for s in d["stages"]
+            )
+            arch = Arch(int(d["resolution"]), int(d["stem"]), stages, int(d["head"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"arch dict: malformed ({e!r}); expected keys resolution, stem, head and "
+                "stages: [{width, depth, kernel, expand}, ...]"
+            ) from None
+        return self.validate(arch)
+
+    def parse(self, text: str) -> Arch:
+        """Arch from its string form, validated against this space."""
+        return self.validate(Arch.parse(text))
+
+    def min_arch(self) -> Arch:
+        """The smallest child: the first choice of every gene at the lowest resolution."""
+        return self.decode([0] * len(self.choices()))
+
+    def max_arch(self) -> Arch:
+        """The largest child: the last choice of every gene."""
+        return self.decode(self.n_choices() - 1)
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """A uniformly random child."""
+        return self.decode([int(rng.integers(n)) for n in self.n_choices()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML/JSON/checkpoint friendly) that `space_from_dict` reads back."""
+        d: dict[str, Any] = {
+            "name": self.name,
+            "resolutions": list(self.resolutions),
+            "stem": {"widths": list(self.stem_widths), "stride": self.stem_stride,
+                     "act": self.stem_act},
+            "stages": [
+                {"widths": list(s.widths), "depths": list(s.depths), "kernels": list(s.kernels),
+                 "expands": list(s.expands), "stride": s.stride, "se": s.se, "act": s.act}
+                for s in self.stages
+            ],
+            "head": {"widths": list(self.head_widths), "style": self.head_style,
+                     "expand": self.head_expand, "act": self.head_act,
+                     "dropout": self.dropout},
+            "num_classes": self.num_classes,
+            "block": {"shortcut": self.shortcut, "se_source": self.se_source,
+                      "se_ratio": self.se_ratio, "se_act": self.se_act,
+                      "se_gate": self.se_gate, "se_divisible": self.se_divisible,
+                      "zero_init_residual_bn": self.zero_init_residual_bn},
+        }
+        return d
+
+
+def _tuple(d: dict, key: str, where: str, typ=int) -> tuple:
+    if key not in d:
+        raise ValueError(f"space {where}: missing field {key!r}")
+    v = d[key]
+    if not isinstance(v, (list, tuple)):
+        v = [v]
+    if not v:
+        raise ValueError(f"space {where}.{key}: empty list; give at least one choice")
+    try:
+        vals = tuple(_num(float(x)) if typ is float else typ(x) for x in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"space {where}.{key}: {v!r} is not a list of numbers") from None
+    if any(x <= 0 for x in vals):
+        raise ValueError(f"space {where}.{key}: {list(vals)} must all be positive")
+    return tuple(sorted(set(vals)))
+
+
+def _choice(value: Any, allowed: tuple, where: str) -> Any:
+    if value not in allowed:
+        raise ValueError(f"space {where}: {value!r} is not one of {list(allowed)}")
+    return value
+
+
+def space_from_dict(d: dict) -> SearchSpace:
+    """Build and check a SearchSpace from its dict (YAML) form."""
+    if not isinstance(d, dict):
+        raise ValueError(f"space: expected a mapping, got {type(d).__name__}")
+    for key in ("resolutions", "stem", "stages", "head", "num_classes"):
+        if key not in d:
+            raise ValueError(f"space: missing field {key!r}")
+    stem, head, block = d["stem"], d["head"], d.get("block", {}) or {}
+    if not isinstance(d["stages"], list) or not d["stages"]:
+        raise ValueError("space stages: expected a non-empty list of stages")
+    stages = []
+    for i, s in enumerate(d["stages"]):
+        where = f"stages[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"space {where}: expected a mapping")
+        stages.append(StageSpec(
+            widths=_tuple(s, "widths", where),
+            depths=_tuple(s, "depths", where),
+            kernels=_tuple(s, "kernels", where),
+            expands=_tuple(s, "expands", where, float),
+            stride=int(s.get("stride", 1)),
+            se=bool(s.get("se", False)),
+            act=_choice(s.get("act", "relu"), ACTIVATIONS, f"{where}.act"),
+        ))
+        if any(k % 2 == 0 for k in stages[-1].kernels):
+            raise ValueError(f"space {where}.kernels: {list(stages[-1].kernels)} must be odd")
+    return SearchSpace(
+        name=str(d.get("name", "custom")),
+        resolutions=_tuple(d, "resolutions", "top"),
+        stem_widths=_tuple(stem, "widths", "stem"),
+        stem_stride=int(stem.get("stride", 2)),
+        stem_act=_choice(stem.get("act", "relu"), ACTIVATIONS, "stem.act"),
+        stages=tuple(stages),
+        head_widths=_tuple(head, "widths", "head"),
+        head_style=_choice(head.get("style", "mbv2"), HEADS, "head.style"),
+        head_expand=int(head.get("expand", 6)),
+        head_act=_choice(head.get("act", "relu"), ACTIVATIONS, "head.act"),
+        dropout=float(head.get("dropout", 0.2)),
+        num_classes=int(d["num_classes"]),
+        shortcut=_choice(block.get("shortcut", "identity"), SHORTCUTS, "block.shortcut"),
+        se_source=_choice(block.get("se_source", "input"), SE_SOURCES, "block.se_source"),
+        se_ratio=float(block.get("se_ratio", 0.25)),
+        se_act=_choice(block.get("se_act", "swish"), ACTIVATIONS, "block.se_act"),
+        se_gate=_choice(block.get("se_gate", "sigmoid"), GATES, "block.se_gate"),
+        se_divisible=bool(block.get("se_divisible", False)),
+        zero_init_residual_bn=bool(block.get("zero_init_residual_bn", True)),
+    )
+
+
+def builtin_spaces() -> list[str]:
+    """Names of the spaces shipped with the package."""
+    files = resources.files("supernet").joinpath("spaces").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
+    """A built-in space by name, or a user's YAML file by path."""
+    if isinstance(name_or_path, SearchSpace):
+        return name_or_path
+    text = str(name_or_path)
+    if text in builtin_spaces():
+        raw = resources.files("supernet").joinpath("spaces").joinpath(f"{text}.yaml").read_text()
+    else:
+        p = Path(text)
+        if not (p.suffix in (".yaml", ".yml") and p.is_file()):
+            raise ValueError(
+                f"space: {text!r} is neither a built-in space {builtin_spaces()} "
+                "nor an existing .yaml file"
+            )
+        raw = p.read_text()
+    try:
+        d = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ValueError(f"space: {text!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+    return space_from_dict(d)
