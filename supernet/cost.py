@@ -3,57 +3,76 @@
 MACs count every convolution and linear layer (SE's 1x1 convs and shortcut convs
 included); BN, activations, pooling, the SE multiply and bias additions are free,
 as in OFA and AttentiveNAS where "FLOPs" means these MACs. fvcore is the reference.
+
+Widths come from `plan` (`mid_width`, `se_width`, `conv_out`), the same helpers the
+supernet and `export` use; the block rules below mirror `plan.child_plan`. The
+counter walks stages rather than building a `ChildPlan`, which keeps it well above
+20k children/s (it runs for every candidate a search considers).
 """
 
 from __future__ import annotations
 
-from .plan import ChildPlan, child_plan
-from .space import Arch, SearchSpace
+from .plan import conv_out, mid_width, se_width
+from .space import Arch, SearchSpace, StageSpec
 
 
-def _counts(p: ChildPlan) -> tuple[int, int]:
-    """(MACs, params) of a resolved child."""
-    hw = p.stem_hw * p.stem_hw
-    m = hw * 27 * p.stem_out
-    n = 27 * p.stem_out + 2 * p.stem_out
-    for b in p.blocks:
-        ihw, ohw = b.in_hw * b.in_hw, b.out_hw * b.out_hw
-        if b.has_expand:
-            m += ihw * b.c_in * b.mid
-            n += b.c_in * b.mid + 2 * b.mid
-        k2 = b.kernel * b.kernel
-        m += ohw * b.mid * k2
-        n += b.mid * k2 + 2 * b.mid
-        if b.se:
-            m += 2 * b.mid * b.se
-            n += 2 * b.mid * b.se + b.se + b.mid
-        m += ohw * b.mid * b.c_out
-        n += b.mid * b.c_out + 2 * b.c_out
-        if b.shortcut_conv:
-            m += ohw * b.c_in * b.c_out
-            n += b.c_in * b.c_out
-    hw = p.blocks[-1].out_hw ** 2 if p.blocks else p.stem_hw ** 2
-    if p.head_mid:
-        m += hw * p.last_width * p.head_mid + p.head_mid * p.head_width
-        n += p.last_width * p.head_mid + 2 * p.head_mid + p.head_mid * p.head_width
-    else:
-        m += hw * p.last_width * p.head_width
-        n += p.last_width * p.head_width + 2 * p.head_width
-    m += p.head_width * p.num_classes
-    n += p.head_width * p.num_classes + p.num_classes
+def _block(space: SearchSpace, spec: StageSpec, c_in: int, c_out: int, kernel: int,
+           expand: float, hw: int, stride: int) -> tuple[int, int, int]:
+    """(MACs, params, output size) of one MBConv block: [expand] dw [SE] project [sc conv]."""
+    mid = mid_width(c_in, expand)
+    out_hw = conv_out(hw, stride)
+    ohw = out_hw * out_hw
+    k2 = kernel * kernel
+    m = ohw * mid * (k2 + c_out)  # depthwise + project
+    n = mid * (k2 + 2 + c_out) + 2 * c_out  # their weights + two BNs
+    if expand != 1:
+        m += hw * hw * c_in * mid
+        n += c_in * mid + 2 * mid
+    if spec.se:
+        se = se_width(space, c_in, mid)
+        m += 2 * mid * se
+        n += 2 * mid * se + se + mid
+    if space.shortcut == "always" and c_in != c_out:  # 1x1 conv in the shortcut
+        m += ohw * c_in * c_out
+        n += c_in * c_out
+    return m, n, out_hw
+
+
+def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
+    """(MACs, params) of child `arch` at its resolution, in one pass.
+
+    Blocks 1.. of a stage share one shape (input width = output width, stride 1), so a
+    stage costs its first block plus (depth - 1) times its second.
+    """
+    hw = conv_out(arch.resolution, space.stem_stride)
+    c = arch.stem
+    m = hw * hw * 27 * c  # 3x3 stem conv on RGB
+    n = 27 * c + 2 * c
+    for spec, st in zip(space.stages, arch.stages):
+        bm, bn, hw = _block(space, spec, c, st.width, st.kernel, st.expand, hw, spec.stride)
+        if st.depth > 1:
+            rm, rn, hw = _block(space, spec, st.width, st.width, st.kernel, st.expand, hw, 1)
+            bm += (st.depth - 1) * rm
+            bn += (st.depth - 1) * rn
+        m, n, c = m + bm, n + bn, st.width
+    hw, head = hw * hw, arch.head
+    if space.head_style == "mbv3":  # 1x1 final expand + BN, pool, 1x1 feature mix (bias-free)
+        mid = space.head_expand * c
+        m += hw * c * mid + mid * head
+        n += c * mid + 2 * mid + mid * head
+    else:  # 1x1 conv + BN to the head width, pool
+        m += hw * c * head
+        n += c * head + 2 * head
+    m += head * space.num_classes
+    n += head * space.num_classes + space.num_classes
     return m, n
 
 
 def macs(space: SearchSpace, arch: Arch) -> int:
     """Multiply-accumulates of child `arch` at its resolution."""
-    return _counts(child_plan(space, arch))[0]
+    return cost(space, arch)[0]
 
 
 def params(space: SearchSpace, arch: Arch) -> int:
     """Parameters of the exported child (conv, linear, BN affine, biases; no buffers)."""
-    return _counts(child_plan(space, arch))[1]
-
-
-def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
-    """(MACs, params) in one pass."""
-    return _counts(child_plan(space, arch))
+    return cost(space, arch)[1]

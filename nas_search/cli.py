@@ -1,0 +1,177 @@
+"""`nas-search`: argument parsing only; the work is in `nas_search.search` and `.report`.
+
+    nas-search --strategy {coarse2fine,nsga2,random} [--supernet CKPT] --budget N
+               --max-macs 400M --seed S --out DIR
+    nas-search --resume DIR
+    nas-search report DIR [DIR ...] [--png report.png]
+
+Bad input gives a one-line error on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .problem import OBJECTIVES, format_count, parse_accuracy, parse_count, parse_latency
+from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
+from .strategies import STRATEGIES
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage too; one line is enough
+        raise UsageError(message)
+
+
+def _arg(convert: Callable, what: str) -> Callable:
+    """An argparse type that reports our ValueError message as it is."""
+    def parse(text: str):
+        try:
+            return convert(text, what)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def _positive_int(text: str, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a whole number") from None
+    if v < 1:
+        raise ValueError(f"{what}: {v} must be at least 1")
+    return v
+
+
+def _list(convert: Callable) -> Callable:
+    def parse(text: str, what: str) -> tuple:
+        return tuple(convert(t, what) for t in str(text).split(",") if t.strip())
+    return parse
+
+
+def _objective(text: str, what: str) -> str:
+    if text.strip() not in OBJECTIVES:
+        raise ValueError(f"{what}: {text!r} is not one of {list(OBJECTIVES)}")
+    return text.strip()
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a number") from None
+
+
+def search_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nas-search", description="Search a trained supernet's children.")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES),
+                   help="search strategy (default nsga2)")
+    p.add_argument("--supernet", metavar="CKPT",
+                   help="supernet checkpoint; default: train the tiny supernet on digits "
+                        "into OUT/supernet first (reused when already there)")
+    p.add_argument("--space", help="expected space of the checkpoint (an error if it differs)")
+    p.add_argument("--data", help="data spec (default: the checkpoint's training data)")
+    p.add_argument("--budget", type=_arg(_positive_int, "--budget"),
+                   help=f"evaluations to spend (default {DEFAULT_BUDGET})")
+    p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    p.add_argument("--out", metavar="DIR", help="out folder (default runs/STRATEGY-seedS)")
+    p.add_argument("--objectives", type=_arg(_list(_objective), "--objectives"),
+                   help=f"comma list from {list(OBJECTIVES)} (default top1,macs)")
+    p.add_argument("--weights", type=_arg(_list(_float), "--weights"),
+                   help="crowding-distance weight per objective, e.g. 1,0.5 (default all 1)")
+    p.add_argument("--max-macs", type=_arg(parse_count, "--max-macs"), help="e.g. 400M, 1.2G")
+    p.add_argument("--max-params", type=_arg(parse_count, "--max-params"), help="e.g. 5M")
+    p.add_argument("--min-acc", type=_arg(parse_accuracy, "--min-acc"),
+                   help="minimum top-1, e.g. 95%% or 0.95")
+    p.add_argument("--max-latency", type=_arg(parse_latency, "--max-latency"),
+                   help="batch-1 latency of the exported child on this device, e.g. 5ms")
+    p.add_argument("--targets", type=_arg(_list(parse_count), "--targets"),
+                   help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
+    p.add_argument("--calib-images", type=_arg(_positive_int, "--calib-images"),
+                   help="training images for each child's BN recalibration (default 64)")
+    p.add_argument("--val-images", type=_arg(_positive_int, "--val-images"),
+                   help="validation images per child (default the whole val split)")
+    p.add_argument("--pop-size", type=_arg(_positive_int, "--pop-size"),
+                   help="nsga2 population (default 70)")
+    p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
+                   help="nsga2 share of offspring mutated (default 0.8)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the search saved in DIR with its own settings")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+_FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
+           "weights", "max_macs", "max_params", "min_acc", "max_latency", "targets",
+           "calib_images", "val_images", "pop_size", "mutation_ratio")
+
+
+def _config(args: argparse.Namespace) -> SearchConfig:
+    given = {f: getattr(args, f) for f in _FIELDS if getattr(args, f) is not None}
+    if args.resume is not None:
+        if given:
+            raise UsageError(f"--resume takes its settings from the saved run; drop "
+                             f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+        return resume_config(args.resume)
+    return SearchConfig(**given)
+
+
+def _search(argv: Sequence[str]) -> int:
+    args = search_parser().parse_args(argv)
+    cfg = _config(args)
+    session = run_search(cfg, quiet=args.quiet)
+    if session.main:
+        c = session.counts
+        print(f"nas-search {cfg.strategy}: {c.evaluated} evaluated, {c.rejected_by_cost} "
+              f"rejected by cost, {c.cached} cached, {session.elapsed_s:.0f} s; wrote "
+              f"{cfg.out}/{{results.csv, front.csv, summary.json, pareto.png, "
+              f"hypervolume.png}}")
+        from .results import best_per_target
+
+        for target, best in best_per_target(session.table(), session.problem).items():
+            where = "overall" if target == "all" else f"under {target} MACs"
+            if best is None:
+                print(f"  best {where}: no feasible child")
+            else:
+                print(f"  best {where}: {best['arch']}  top-1 {100 * best['top1']:.2f}%  "
+                      f"{format_count(best['macs'])} MACs  {format_count(best['params'])} "
+                      "params")
+    return 0
+
+
+def _report(argv: Sequence[str]) -> int:
+    p = _Parser(prog="nas-search report",
+                description="Overlay several runs' fronts and hypervolume curves.")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="out folders of finished runs")
+    p.add_argument("--png", default="report.png", help="figure to write (default report.png)")
+    args = p.parse_args(argv)
+    from .report import report
+
+    table = report(args.runs, args.png)
+    print(table.to_string(index=False))
+    print(f"wrote {args.png}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `nas-search`; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["report"]:
+            return _report(argv[1:])
+        return _search(argv)
+    except (UsageError, ValueError) as e:
+        print(f"nas-search: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nas-search: interrupted; continue with --resume OUT", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""PNG figures of a run (front, hypervolume) and of several runs side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .problem import SearchProblem, format_count  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pareto(ranked: pd.DataFrame, problem: SearchProblem, path: str | Path,
+                title: str) -> None:
+    """Top-1 (%) against MACs (M): every evaluated child, the front highlighted, and the
+    constraint and target lines."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if len(ranked):
+        x, y = ranked["macs"] / 1e6, ranked["top1"] * 100
+        feas, front = ranked["feasible"].astype(bool), ranked["pareto"].astype(bool)
+        ax.scatter(x[feas & ~front], y[feas & ~front], s=12, c="tab:blue", alpha=0.35,
+                   label="feasible")
+        if (~feas).any():
+            ax.scatter(x[~feas], y[~feas], s=14, c="tab:red", marker="x", alpha=0.5,
+                       label="infeasible")
+        f = ranked[front].sort_values("macs")
+        ax.plot(f["macs"] / 1e6, f["top1"] * 100, "-o", c="tab:orange", ms=5,
+                label=f"Pareto front ({len(f)})")
+    c = problem.constraints
+    if c.max_macs is not None:
+        ax.axvline(c.max_macs / 1e6, ls="--", c="k", lw=1,
+                   label=f"max MACs {format_count(c.max_macs)}")
+    if c.min_acc is not None:
+        ax.axhline(c.min_acc * 100, ls="--", c="gray", lw=1,
+                   label=f"min top-1 {100 * c.min_acc:g}%")
+    for t in problem.targets:
+        ax.axvline(t / 1e6, ls=":", c="tab:green", lw=1)
+    if problem.targets:
+        ax.plot([], [], ls=":", c="tab:green", label="MACs targets")
+    ax.set_xlabel("MACs (millions)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_hypervolume(history: list[dict], path: str | Path, title: str) -> None:
+    """Hypervolume after each generation or step against evaluations spent."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([h["evaluations"] for h in history], [h["hypervolume"] for h in history],
+            "-o", ms=3)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume (normalised, reference point 1)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_comparison(runs: list[tuple[str, pd.DataFrame, list[dict]]], path: str | Path) -> None:
+    """Fronts (top-1 against MACs) and hypervolume curves of several runs, overlaid."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for label, front, history in runs:
+        f = front.sort_values("macs")
+        line, = left.plot(f["macs"] / 1e6, f["top1"] * 100, "-o", ms=4, label=label)
+        right.plot([h["evaluations"] for h in history], [h["hypervolume"] for h in history],
+                   "-", c=line.get_color(), label=label)
+    left.set(xlabel="MACs (millions)", ylabel="top-1 accuracy (%)", title="Pareto fronts")
+    right.set(xlabel="evaluations", ylabel="hypervolume (normalised)",
+              title="Hypervolume against evaluations")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"nas-search report: {len(runs)} runs")
+    _save(fig, path)

@@ -1,0 +1,239 @@
+"""What a search optimises and what it allows: objectives, weights, constraints, targets.
+
+Tables hold top-1 as a fraction in 0..1 (as `supernet.evaluation` does); plots and
+progress lines show it in percent. Objectives are turned into pymoo's form (all
+minimised) here, and into a fixed normalised form for the hypervolume.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from supernet.cost import cost as _closed_form_cost
+from supernet.space import Arch, SearchSpace
+
+# objective name -> (table column, +1 to maximise / -1 to minimise)
+OBJECTIVES: dict[str, tuple[str, int]] = {
+    "top1": ("top1", +1),
+    "macs": ("macs", -1),
+    "params": ("params", -1),
+    "latency": ("latency_ms", -1),
+}
+
+_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmgt]?)\s*$", re.IGNORECASE)
+
+
+def parse_count(text: str | float, what: str = "value") -> float:
+    """'400M' -> 4e8, '1.2G' -> 1.2e9, '250k', '4e8', '1000'; ValueError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _COUNT_RE.match(str(text))
+        if not m:
+            raise ValueError(f"{what}: {text!r} is not a count; use a plain number or a "
+                             "unit like 250k, 400M, 1.2G")
+        value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what}: {text!r} must be a positive number")
+    return value
+
+
+def parse_accuracy(text: str | float, what: str = "--min-acc") -> float:
+    """'95%' or '0.95' -> 0.95 (top-1 as a fraction); a bare number above 1 is ambiguous."""
+    s = str(text).strip()
+    try:
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not an accuracy; use a fraction like 0.95 "
+                         "or a percentage like 95%") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"{what}: {text!r} is outside (0, 1]; use a fraction like 0.95 "
+                         "or a percentage like 95%")
+    return value
+
+
+def parse_latency(text: str | float, what: str = "--max-latency") -> float:
+    """'5ms', '0.005s' or a plain number of milliseconds -> milliseconds."""
+    s = str(text).strip().lower()
+    scale = 1.0
+    if s.endswith("ms"):
+        s = s[:-2]
+    elif s.endswith("s"):
+        s, scale = s[:-1], 1000.0
+    try:
+        value = float(s) * scale
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a latency; use e.g. 5ms, 0.005s "
+                         "or a plain number of milliseconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what}: {text!r} must be a positive latency")
+    return value
+
+
+def format_count(value: float) -> str:
+    """4e8 -> '400M', 1.2e9 -> '1.2G': the inverse of `parse_count` for labels."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.4g}{unit}"
+    return f"{value:.4g}"
+
+
+@lru_cache(maxsize=1 << 16)
+def child_cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
+    """(MACs, params) from the closed-form counter, memoised: strategies ask often."""
+    return _closed_form_cost(space, arch)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Upper bounds on cost and latency, a lower bound on top-1 (None: unconstrained)."""
+
+    max_macs: float | None = None
+    max_params: float | None = None
+    min_acc: float | None = None  # top-1 fraction
+    max_latency: float | None = None  # milliseconds
+
+    def to_dict(self) -> dict:
+        return {"max_macs": self.max_macs, "max_params": self.max_params,
+                "min_acc": self.min_acc, "max_latency": self.max_latency}
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """The space, the objectives with their crowding weights, the constraints and MACs targets.
+
+    `targets` are MACs budgets (BigNAS-S/M/L/XL style): coarse2fine searches each one,
+    and every report names the best feasible child under each.
+    """
+
+    space: SearchSpace
+    objectives: tuple[str, ...] = ("top1", "macs")
+    weights: tuple[float, ...] = ()
+    constraints: Constraints = field(default_factory=Constraints)
+    targets: tuple[float, ...] = ()
+    latency_ref_ms: float | None = None  # hypervolume scale of latency (max child's latency)
+
+    def __post_init__(self) -> None:
+        objs = tuple(self.objectives)
+        bad = [o for o in objs if o not in OBJECTIVES]
+        if bad or not objs or len(set(objs)) != len(objs):
+            raise ValueError(f"objectives: {list(objs)} must be distinct names from "
+                             f"{list(OBJECTIVES)}")
+        weights = tuple(float(w) for w in self.weights) or (1.0,) * len(objs)
+        if len(weights) != len(objs) or any(not w > 0 for w in weights):
+            raise ValueError(f"weights: {list(weights)} must be {len(objs)} positive numbers, "
+                             f"one per objective {list(objs)}")
+        object.__setattr__(self, "objectives", objs)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "targets", tuple(sorted(float(t) for t in self.targets)))
+
+    # ---- cost: closed form, before any evaluation ------------------------------
+    def cost(self, arch: Arch) -> tuple[int, int]:
+        """(MACs, params) of `arch`."""
+        return child_cost(self.space, arch)
+
+    def cost_excess(self, arch: Arch, max_macs: float | None = None) -> float:
+        """Relative excess over the MACs/params caps (0 when within); `max_macs` tightens."""
+        m, p = self.cost(arch)
+        c = self.constraints
+        caps = [cap for cap in (c.max_macs, max_macs) if cap is not None]
+        excess = 0.0
+        if caps:
+            excess += max(0.0, m / min(caps) - 1)
+        if c.max_params is not None:
+            excess += max(0.0, p / c.max_params - 1)
+        return excess
+
+    def cost_ok(self, arch: Arch, max_macs: float | None = None) -> bool:
+        """Whether `arch` meets the cost constraints (and `max_macs`, e.g. a target)."""
+        return self.cost_excess(arch, max_macs) == 0.0
+
+    def check_satisfiable(self) -> None:
+        """ValueError if no child can meet the cost constraints: the smallest child fails."""
+        smallest = self.space.min_arch()  # every gene at its cheapest choice
+        if not self.cost_ok(smallest):
+            m, p = self.cost(smallest)
+            raise ValueError(
+                f"constraints: no child of space {self.space.name!r} can meet them; its "
+                f"smallest child has {format_count(m)} MACs and {format_count(p)} params")
+
+    @property
+    def needs_latency(self) -> bool:
+        return "latency" in self.objectives or self.constraints.max_latency is not None
+
+    # ---- rows -> feasibility, objectives, constraints ---------------------------
+    def feasible(self, table: pd.DataFrame) -> np.ndarray:
+        """Rows meeting every constraint (rows not evaluated are infeasible)."""
+        c = self.constraints
+        top1 = table["top1"].to_numpy(float)
+        ok = np.isfinite(top1)
+        if c.max_macs is not None:
+            ok &= table["macs"].to_numpy(float) <= c.max_macs
+        if c.max_params is not None:
+            ok &= table["params"].to_numpy(float) <= c.max_params
+        if c.min_acc is not None:
+            ok &= top1 >= c.min_acc
+        if c.max_latency is not None:
+            ok &= table["latency_ms"].to_numpy(float) <= c.max_latency
+        return ok
+
+    def objective_matrix(self, table: pd.DataFrame) -> np.ndarray:
+        """pymoo's F: one column per objective, all minimised (top-1 negated; NaN -> 0)."""
+        cols = []
+        for name in self.objectives:
+            col, sign = OBJECTIVES[name]
+            v = np.nan_to_num(table[col].to_numpy(float), nan=0.0 if sign > 0 else np.inf)
+            cols.append(-v if sign > 0 else v)
+        return np.column_stack(cols)
+
+    def normalized_objectives(self, table: pd.DataFrame) -> np.ndarray:
+        """F for the hypervolume in a fixed frame: 1 - top1, MACs and params over the
+        largest child's, latency over `latency_ref_ms`; the reference point is all ones."""
+        big_macs, big_params = self.cost(self.space.max_arch())
+        scale = {"top1": 1.0, "macs": big_macs, "params": big_params,
+                 "latency": self.latency_ref_ms or 1.0}
+        cols = []
+        for name in self.objectives:
+            col, sign = OBJECTIVES[name]
+            v = table[col].to_numpy(float)
+            cols.append(1.0 - v if sign > 0 else v / scale[name])
+        return np.column_stack(cols)
+
+    def constraint_matrix(self, table: pd.DataFrame) -> np.ndarray | None:
+        """pymoo's G (feasible when <= 0), cost first: a cost violation is 1 + its relative
+        excess, so it always outweighs an accuracy or latency violation (each below 1)."""
+        c = self.constraints
+        cols = []
+        if c.max_macs is not None or c.max_params is not None:
+            excess = np.zeros(len(table))
+            if c.max_macs is not None:
+                excess += np.maximum(0, table["macs"].to_numpy(float) / c.max_macs - 1)
+            if c.max_params is not None:
+                excess += np.maximum(0, table["params"].to_numpy(float) / c.max_params - 1)
+            cols.append(np.where(excess > 0, 1 + excess, -1.0))
+        top1 = table["top1"].to_numpy(float)
+        if c.min_acc is not None:
+            # an unevaluated (cost-rejected) child counts as top-1 0
+            cols.append((c.min_acc - np.nan_to_num(top1, nan=0.0)) / c.min_acc * 0.999)
+        if c.max_latency is not None:
+            lat = table["latency_ms"].to_numpy(float)
+            cols.append(np.nan_to_num(np.minimum(lat / c.max_latency - 1, 0.999), nan=0.0))
+        return np.column_stack(cols) if cols else None
+
+    @property
+    def n_constraints(self) -> int:
+        c = self.constraints
+        return (int(c.max_macs is not None or c.max_params is not None)
+                + int(c.min_acc is not None) + int(c.max_latency is not None))
+
+    def to_dict(self) -> dict:
+        return {"space": self.space.name, "objectives": list(self.objectives),
+                "weights": list(self.weights), "constraints": self.constraints.to_dict(),
+                "targets": list(self.targets), "latency_ref_ms": self.latency_ref_ms}

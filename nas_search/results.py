@@ -1,0 +1,112 @@
+"""The results table (one row per evaluated child) and the files of a run's out folder.
+
+Every file is written atomically (temporary file in the same folder, then rename), so
+a run killed at any moment leaves either the previous or the new version, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from supernet.space import Arch, SearchSpace
+
+from .pareto import front, rank_table
+from .problem import SearchProblem
+
+RESULTS, FRONT, SUMMARY, STATE = "results.csv", "front.csv", "summary.json", "state.json"
+# columns that measure time: they differ between identical runs and are left out of
+# reproducibility comparisons
+TIMING_COLUMNS = ("eval_time_s", "latency_ms")
+
+
+def arch_fields(space: SearchSpace, arch: Arch) -> dict[str, Any]:
+    """The fields of `arch` as flat columns: resolution, stem, head, s<i>_width/depth/..."""
+    row: dict[str, Any] = {"resolution": arch.resolution, "stem": arch.stem, "head": arch.head}
+    for i, s in enumerate(arch.stages):
+        row.update({f"s{i}_width": s.width, f"s{i}_depth": s.depth,
+                    f"s{i}_kernel": s.kernel, f"s{i}_expand": s.expand})
+    return row
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Atomic CSV write (floats written so that they read back bit for bit)."""
+    _atomic_write(Path(path), lambda f: table.to_csv(f, index=False))
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Atomic, indented JSON write."""
+    _atomic_write(Path(path), lambda f: json.dump(obj, f, indent=1, default=_jsonable))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def read_json(path: str | Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results.csv as written by a run (the arch column stays a string)."""
+    return pd.read_csv(path, dtype={"arch": str, "evaluator": str, "strategy": str})
+
+
+def best_child(table: pd.DataFrame, problem: SearchProblem,
+               max_macs: float | None = None) -> dict | None:
+    """The feasible row with the highest top-1 (ties: fewer MACs), under `max_macs`."""
+    if len(table) == 0:
+        return None
+    ok = problem.feasible(table)
+    if max_macs is not None:
+        ok &= table["macs"].to_numpy(float) <= max_macs
+    if not ok.any():
+        return None
+    rows = table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")
+    r = rows.iloc[0]
+    return {"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
+            "params": int(r["params"])}
+
+
+def best_per_target(table: pd.DataFrame, problem: SearchProblem) -> dict[str, dict | None]:
+    """Best feasible child under each MACs target (or overall when there are none)."""
+    from .problem import format_count
+
+    if not problem.targets:
+        return {"all": best_child(table, problem)}
+    return {format_count(t): best_child(table, problem, t) for t in problem.targets}
+
+
+def write_tables(out: str | Path, table: pd.DataFrame, problem: SearchProblem) -> pd.DataFrame:
+    """results.csv (with `pareto` and `rank`) and front.csv; returns the ranked table."""
+    ranked = rank_table(table, problem)
+    write_csv(ranked, Path(out) / RESULTS)
+    write_csv(front(ranked, problem), Path(out) / FRONT)
+    return ranked

@@ -1,0 +1,227 @@
+"""One search run end to end: settings -> evaluator, problem, session -> strategy ->
+the out folder (results.csv, front.csv, summary.json, pareto.png, hypervolume.png)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from supernet.space import load_space
+
+from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator, measure_latency
+from .problem import Constraints, SearchProblem
+from .results import (
+    FRONT,
+    RESULTS,
+    STATE,
+    SUMMARY,
+    best_per_target,
+    read_json,
+    read_results,
+    write_json,
+    write_tables,
+)
+from .session import STATE_FORMAT, Session
+from .strategies import STRATEGIES
+
+# ~0.3 s per digits child on 2 CPU cores (64 calibration + 270 val images): the default
+# search fits in about two minutes, next to about three of training
+DEFAULT_BUDGET = 300
+HV_FRAME = ("objectives normalised to [0, 1]: 1 - top-1, MACs / MACs(largest child), "
+            "params / params(largest child), latency / latency(largest child); "
+            "reference point 1 in every objective")
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search (saved in state.json, so a run can resume)."""
+
+    strategy: str = "nsga2"
+    out: str = ""  # default: runs/<strategy>-seed<seed>
+    budget: int = DEFAULT_BUDGET
+    seed: int = 0
+    supernet: str | None = None  # None: train the default supernet into <out>/supernet
+    space: str | None = None  # None: the checkpoint's space
+    data: str | None = None  # None: the data the checkpoint was trained on
+    objectives: tuple[str, ...] = ("top1", "macs")
+    weights: tuple[float, ...] = ()
+    max_macs: float | None = None
+    max_params: float | None = None
+    min_acc: float | None = None
+    max_latency: float | None = None
+    targets: tuple[float, ...] = ()
+    calib_images: int = 64
+    val_images: int | None = None
+    pop_size: int = 70
+    mutation_ratio: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy: {self.strategy!r} is unknown; choose from "
+                             f"{sorted(STRATEGIES)}")
+        if int(self.budget) < 1:
+            raise ValueError(f"budget: {self.budget} must be a positive number of evaluations")
+        self.out = self.out or f"runs/{self.strategy}-seed{self.seed}"
+        self.objectives, self.weights = tuple(self.objectives), tuple(self.weights)
+        self.targets = tuple(self.targets)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def problem(self, space) -> SearchProblem:
+        return SearchProblem(space, self.objectives, self.weights,
+                             Constraints(self.max_macs, self.max_params, self.min_acc,
+                                         self.max_latency), self.targets)
+
+    def strategy_options(self) -> dict:
+        if self.strategy == "nsga2":
+            return {"pop_size": self.pop_size, "mutation_ratio": self.mutation_ratio}
+        return {}
+
+
+def _same_search(saved: dict, cfg: SearchConfig) -> bool:
+    """Whether saved settings describe the search `cfg` (the out path aside)."""
+    now = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as saved
+    return all(saved.get(k) == v for k, v in now.items() if k != "out")
+
+
+def resume_config(out: str | Path) -> SearchConfig:
+    """The settings of the search saved in `out` (for `--resume`)."""
+    path = Path(out) / STATE
+    if not path.is_file():
+        raise ValueError(f"resume: {str(out)!r} holds no search to resume (no {STATE})")
+    state = read_json(path)
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"resume: {str(path)!r} is not a nas-search state file")
+    cfg = SearchConfig.from_dict(state["settings"])
+    cfg.out = str(out)
+    return cfg
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"out: {str(out)!r} is not a writable folder ({e.strerror})") from None
+
+
+def default_supernet(out: Path, seed: int, quiet: bool) -> Path:
+    """Train (or reuse) the default supernet into `out`/supernet with `nas-train`'s code."""
+    try:
+        from supernet.train import TrainConfig, train
+    except ImportError:
+        raise ValueError("supernet: no --supernet given and this install has no supernet "
+                         "training (supernet.train); pass --supernet CKPT") from None
+    return Path(train(TrainConfig(out=out / "supernet", seed=seed, quiet=quiet)))
+
+
+def _distributed() -> tuple[bool, bool]:
+    """(several processes?, is this the main one?), starting the process group under
+    torchrun: gloo on CPU, NCCL when every rank has a GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False, True
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True, dist.get_rank() == 0
+
+
+def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
+               quiet: bool = True) -> Session:
+    """Run (or continue, from the out folder's saved table) the search `cfg` describes.
+
+    `evaluator` replaces the supernet (a predictor or a test oracle); then `cfg.space`
+    names the space. Bad settings raise ValueError with a one-line message.
+    """
+    out = Path(cfg.out)
+    _check_writable(out)
+    saved_state = read_json(out / STATE) if (out / STATE).is_file() else None
+    if saved_state is not None and not _same_search(saved_state.get("settings", {}), cfg):
+        raise ValueError(f"out: {str(out)!r} holds a search with other settings; continue "
+                         f"it with --resume {out} or choose another --out")
+    multi, main = _distributed()
+    if evaluator is None:
+        ckpt = cfg.supernet or default_supernet(out, cfg.seed, quiet or not main)
+        latency = "latency" in cfg.objectives or cfg.max_latency is not None
+        evaluator = SupernetEvaluator.from_checkpoint(
+            ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
+            val_images=cfg.val_images, latency=latency,
+            device=f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else None)
+        space = evaluator.space
+    else:
+        space = getattr(evaluator, "space", None) or load_space(cfg.space or "tiny")
+    problem = cfg.problem(space)
+    problem.check_satisfiable()
+    if "latency" in cfg.objectives:
+        problem = _with_latency_ref(problem, evaluator, saved_state)
+    if multi:
+        evaluator = DistributedEvaluator(evaluator)
+    saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() else None
+    settings = cfg.to_dict()
+    settings["latency_ref_ms"] = problem.latency_ref_ms
+    session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
+                      seed=cfg.seed, out=out, settings=settings, saved=saved,
+                      elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
+                      quiet=quiet, main=main)
+    STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
+    if main:
+        finish(session, cfg)
+    return session
+
+
+def _with_latency_ref(problem: SearchProblem, evaluator, saved_state) -> SearchProblem:
+    """The problem with the largest child's latency as the hypervolume's latency scale
+    (measured once and saved, so a resumed run keeps the same frame)."""
+    from dataclasses import replace
+
+    ref = (saved_state or {}).get("settings", {}).get("latency_ref_ms")
+    if ref is None:
+        big = problem.space.max_arch()
+        net = getattr(evaluator, "net", None)
+        if net is None:
+            raise ValueError("objectives: latency needs the supernet evaluator")
+        ref = measure_latency(net.export(big), big.resolution, evaluator.device)
+    return replace(problem, latency_ref_ms=float(ref))
+
+
+def finish(session: Session, cfg: SearchConfig) -> dict:
+    """Write the out folder's tables, summary and figures; returns the summary."""
+    from .plots import plot_hypervolume, plot_pareto
+
+    out, problem = Path(cfg.out), session.problem
+    ranked = write_tables(out, session.table(), problem)
+    hv = session.history[-1]["hypervolume"] if session.history else 0.0
+    summary = {
+        "format": STATE_FORMAT,
+        "strategy": cfg.strategy, "seed": cfg.seed, "budget": cfg.budget,
+        "settings": session.settings, "problem": problem.to_dict(),
+        "evaluator": session.evaluator.name,
+        "counts": session.summary_counts(),
+        "steps": session.step,
+        "wall_time_s": round(session.elapsed_s, 2),
+        "front_size": int(ranked["pareto"].sum()) if len(ranked) else 0,
+        "hypervolume": {"final": hv, "frame": HV_FRAME, "history": session.history},
+        "best_per_target": best_per_target(ranked, problem),
+        "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
+    }
+    write_json(summary, out / SUMMARY)
+    title = f"{cfg.strategy}, seed {cfg.seed}, {session.counts.evaluated} evaluations"
+    plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}")
+    plot_hypervolume(session.history, out / "hypervolume.png", f"Hypervolume: {title}")
+    session.write_state(complete=True)
+    return summary

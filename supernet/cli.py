@@ -1,0 +1,88 @@
+"""`nas-train`: argument parsing only; the work is `supernet.train.train`.
+
+Under torchrun this module (or the `nas-train` script) is the entry point of every
+process: `torchrun --nproc_per_node=2 -m supernet.cli --space tiny --data digits`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .checkpoint import read_checkpoint
+from .data import DATA_SPECS
+from .train import SCHEDULES, TrainConfig, train
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `nas-train` flags; defaults are TrainConfig's."""
+    d = TrainConfig()
+    p = _Parser(prog="nas-train", description="Train an elastic supernet as in BigNAS "
+                "(sandwich rule, inplace distillation). Run it under torchrun for DDP.")
+    a = p.add_argument
+    a("--space", default=d.space, help="built-in space name or YAML file (default %(default)s)")
+    a("--data", default=d.data, help=f"{DATA_SPECS} (default %(default)s)")
+    a("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    a("--batch-size", type=int, default=d.batch_size,
+      help="global batch, split over torchrun processes (default %(default)s)")
+    a("--lr", type=float, default=d.lr, help="initial SGD learning rate (default %(default)s)")
+    a("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+    a("--num-random", type=int, default=d.num_random,
+      help="random children per step besides the largest and smallest (default %(default)s)")
+    a("--seed", type=int, default=d.seed, help="default %(default)s")
+    a("--out", default=str(d.out), help="run folder: supernet.pt, log.csv (default %(default)s)")
+    a("--resume", action="store_true", help="continue from <out>/supernet.pt")
+    a("--device", default=d.device, help="cpu, cuda or cuda:N (default %(default)s)")
+    a("--workers", type=int, default=d.workers,
+      help="DataLoader worker processes (default %(default)s: in the main process)")
+    a("--label-smoothing", type=float, default=d.label_smoothing, help="default %(default)s")
+    a("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    a("--grad-clip", type=float, default=d.grad_clip,
+      help="max gradient norm, 0 for none (default %(default)s)")
+    a("--schedule", choices=SCHEDULES, default=d.schedule, help="default %(default)s")
+    a("--calib-images", type=int, default=d.calib_images,
+      help="training images per BN recalibration (default %(default)s)")
+    a("--dropout", type=float, default=d.dropout,
+      help="dropout of the largest child (default: the space's)")
+    a("--bf16", action="store_true", help="bfloat16 autocast")
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last,
+      help="NHWC memory format (default %(default)s)")
+    a("--sync-bn", action="store_true", help="batch statistics over all torchrun processes")
+    a("--threads", type=int, default=d.threads, help="torch CPU threads (default: torch's)")
+    a("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, train, print where the supernet is and how good its extremes are."""
+    parser = build_parser()
+    try:
+        cfg = TrainConfig(**vars(parser.parse_args(argv)))
+    except SystemExit as e:  # --help (0) or a bad flag (2), already printed
+        return int(e.code or 0)
+    try:
+        path = train(cfg)
+    except ValueError as e:
+        print(f"nas-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas-train: interrupted; continue with --resume --out {cfg.out}", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:
+        r = read_checkpoint(path)["result"]
+        print(f"supernet: {path}  ({r['seconds']:.0f} s of training and evaluation)")
+        print(f"BN-calibrated {r['split']} top-1: smallest {100 * r['min_top1']:.2f}% "
+              f"({r['min_arch']}), largest {100 * r['max_top1']:.2f}% ({r['max_arch']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

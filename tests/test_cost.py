@@ -1,0 +1,124 @@
+"""The closed-form cost counter against fvcore and against the exported child."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from supernet import ElasticSupernet, load_space
+from supernet.cost import cost, macs, params
+from supernet.plan import ChildPlan, child_plan
+from supernet.space import Arch, SearchSpace, builtin_spaces
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # fvcore
+
+SPACES = builtin_spaces()
+N_RANDOM = 30  # plus min and max: 32 children per space
+# fvcore operator groups that are multiply-accumulates; BN, pooling etc. are not counted.
+MAC_OPS = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
+
+
+def children(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
+    """Min, max and `n` seeded random children of `space`."""
+    rng = np.random.default_rng(seed)
+    return [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(n)]
+
+
+def fvcore_macs(model: nn.Module, resolution: int) -> int:
+    """fvcore's count of conv and linear/matmul MACs of `model` on one image."""
+    flops = FlopCountAnalysis(model.eval(), torch.randn(1, 3, resolution, resolution))
+    flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_op = flops.by_operator()
+    assert "conv" in by_op and set(by_op) - MAC_OPS  # the split is real: BN etc. are seen
+    return sum(v for k, v in by_op.items() if k in MAC_OPS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: two stall badly when the other core is busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", params=SPACES)
+def net(request) -> ElasticSupernet:
+    """One supernet per built-in space, shared by the module."""
+    return ElasticSupernet(request.param).eval()
+
+
+def test_macs_and_params_match_the_exported_child(net: ElasticSupernet) -> None:
+    space = net.space
+    for arch in children(space, N_RANDOM):
+        child = net.export(arch)
+        assert params(space, arch) == sum(p.numel() for p in child.parameters()), arch
+        assert macs(space, arch) == fvcore_macs(child, arch.resolution), arch
+        assert cost(space, arch) == (macs(space, arch), params(space, arch))
+
+
+# ---- cheap properties over many children -------------------------------------------------
+
+
+def plan_counts(p: ChildPlan) -> tuple[int, int]:
+    """Reference (MACs, params) summed block by block over the resolved plan."""
+    m, n = p.stem_hw ** 2 * 27 * p.stem_out, 29 * p.stem_out
+    hw = p.stem_hw
+    for b in p.blocks:
+        ohw, k2 = b.out_hw ** 2, b.kernel ** 2
+        if b.has_expand:
+            m += b.in_hw ** 2 * b.c_in * b.mid
+            n += b.c_in * b.mid + 2 * b.mid
+        m += ohw * b.mid * k2 + ohw * b.mid * b.c_out
+        n += b.mid * k2 + 2 * b.mid + b.mid * b.c_out + 2 * b.c_out
+        if b.se:
+            m += 2 * b.mid * b.se
+            n += 2 * b.mid * b.se + b.se + b.mid
+        if b.shortcut_conv:
+            m += ohw * b.c_in * b.c_out
+            n += b.c_in * b.c_out
+        hw = b.out_hw
+    if p.head_mid:
+        m += hw * hw * p.last_width * p.head_mid + p.head_mid * p.head_width
+        n += p.last_width * p.head_mid + 2 * p.head_mid + p.head_mid * p.head_width
+    else:
+        m += hw * hw * p.last_width * p.head_width
+        n += p.last_width * p.head_width + 2 * p.head_width
+    return (m + p.head_width * p.num_classes,
+            n + p.head_width * p.num_classes + p.num_classes)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_stage_wise_count_equals_block_wise_plan(name: str) -> None:
+    space = load_space(name)
+    for arch in children(space, 1000, seed=1):
+        assert cost(space, arch) == plan_counts(child_plan(space, arch)), arch
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_cost_is_monotone(name: str) -> None:
+    space = load_space(name)
+    lo, hi = cost(space, space.min_arch()), cost(space, space.max_arch())
+    for arch in children(space, 200, seed=2)[2:]:
+        m, n = cost(space, arch)
+        assert lo[0] <= m <= hi[0] and lo[1] <= n <= hi[1]
+        res = space.resolutions
+        i = res.index(arch.resolution)
+        if i + 1 < len(res):
+            bigger = replace(arch, resolution=res[i + 1])
+            assert macs(space, bigger) > m and params(space, bigger) == n
+        first = arch.stages[0]
+        deeper = replace(arch, stages=(replace(first, depth=first.depth + 1), *arch.stages[1:]))
+        assert cost(space, deeper) > (m, n)  # not validated: the counter is pure arithmetic
+
+
+def test_known_figures() -> None:
+    s = load_space("attentive-mbv3")
+    assert cost(s, s.min_arch()) == (203_389_568, 8_954_184)
+    t = load_space("tiny")
+    assert macs(t, t.max_arch()) <= 15e6 and macs(t, t.min_arch()) <= 2e6

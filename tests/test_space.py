@@ -1,0 +1,340 @@
+"""Search spaces and Arch: round trips, schema, validation errors, built-in tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from supernet.cost import macs
+from supernet.space import (
+    Arch,
+    SearchSpace,
+    StageArch,
+    builtin_spaces,
+    load_space,
+    make_divisible,
+)
+
+SPACES = builtin_spaces()
+
+
+def children(space: SearchSpace, n: int = 30, seed: int = 0) -> list[Arch]:
+    """Min, max and `n` seeded random children of `space`."""
+    rng = np.random.default_rng(seed)
+    return [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(n)]
+
+
+@pytest.fixture(params=SPACES)
+def space(request) -> SearchSpace:
+    return load_space(request.param)
+
+
+def test_builtin_spaces_are_the_three_shipped() -> None:
+    assert {"tiny", "bignas-mbv2", "attentive-mbv3"} <= set(SPACES)
+
+
+# ---- round trips -----------------------------------------------------------------------
+
+
+def test_string_dict_and_encoding_round_trip(space: SearchSpace) -> None:
+    for a in children(space):
+        assert Arch.parse(str(a)) == a
+        assert space.parse(str(a)) == a
+        assert space.arch_from_dict(a.to_dict()) == a
+        assert space.arch_from_dict(json.loads(json.dumps(a.to_dict()))) == a
+        vec = space.encode(a)
+        assert vec.dtype == np.int64 and vec.shape == (len(space.choices()),)
+        assert np.all((vec >= 0) & (vec < space.n_choices()))
+        assert space.decode(vec) == a
+        assert hash(Arch.parse(str(a))) == hash(a)
+
+
+def test_min_and_max_take_first_and_last_choices(space: SearchSpace) -> None:
+    assert np.array_equal(space.encode(space.min_arch()), np.zeros(len(space.choices())))
+    assert np.array_equal(space.encode(space.max_arch()), space.n_choices() - 1)
+    assert space.min_arch().resolution == min(space.resolutions)
+    assert space.max_arch().resolution == max(space.resolutions)
+    assert macs(space, space.min_arch()) < macs(space, space.max_arch())
+
+
+def test_dict_schema_is_exact(space: SearchSpace) -> None:
+    for a in children(space, n=5):
+        d = a.to_dict()
+        assert set(d) == {"resolution", "stem", "stages", "head"}
+        assert isinstance(d["stages"], list) and len(d["stages"]) == len(space.stages)
+        for s in d["stages"]:
+            assert set(s) == {"width", "depth", "kernel", "expand"}
+        assert all(isinstance(d[k], int) for k in ("resolution", "stem", "head"))
+
+
+def test_string_form_is_short_and_regular(space: SearchSpace) -> None:
+    text = str(space.max_arch())
+    assert re.fullmatch(r"r\d+-s\d+(-w\d+d\d+k\d+e\d+(\.\d+)?)+-h\d+", text), text
+    assert len(text.split("-")) == len(space.stages) + 3
+
+
+def test_integral_expand_prints_and_compares_alike() -> None:
+    a = Arch(32, 16, (StageArch(16, 1, 3, 6.0),), 128)
+    b = Arch(32, 16, (StageArch(16, 1, 3, 6),), 128)
+    assert a.stages[0].expand == b.stages[0].expand and hash(a) == hash(b)
+    assert Arch.parse(str(b)) == b and "e6-" in str(b)
+    c = Arch.parse("r32-s16-w16d1k3e2.5-h128")
+    assert c.stages[0].expand == 2.5 and str(c) == "r32-s16-w16d1k3e2.5-h128"
+
+
+# ---- size and sampling -------------------------------------------------------------------
+
+
+def test_size_is_product_of_choice_counts(space: SearchSpace) -> None:
+    expected = math.prod(len(opts) for _, opts in space.choices())
+    assert space.size() == expected == int(np.prod(space.n_choices(), dtype=object))
+    assert len(space.choices()) == 3 + 4 * len(space.stages)
+
+
+def test_sample_is_deterministic_per_seed(space: SearchSpace) -> None:
+    a = [space.sample(np.random.default_rng(7)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    rng1, rng2 = np.random.default_rng(11), np.random.default_rng(11)
+    assert [space.sample(rng1) for _ in range(20)] == [space.sample(rng2) for _ in range(20)]
+    rng = np.random.default_rng(0)
+    assert len({space.sample(rng) for _ in range(50)}) > 40  # not stuck on one child
+    for a in children(space, n=10, seed=3):
+        assert space.validate(a) is a
+
+
+# ---- validation errors ---------------------------------------------------------------
+
+
+def _with_stage(a: Arch, i: int, **change) -> Arch:
+    stages = list(a.stages)
+    stages[i] = replace(stages[i], **change)
+    return replace(a, stages=tuple(stages))
+
+
+def test_bad_kernel_names_field_value_and_allowed(space: SearchSpace) -> None:
+    bad = _with_stage(space.max_arch(), 1, kernel=7)
+    with pytest.raises(ValueError) as e:
+        space.validate(bad)
+    msg = str(e.value)
+    assert "stage 1 kernel" in msg and "7" in msg
+    assert str(list(space.stages[1].kernels)) in msg
+    with pytest.raises(ValueError, match="stage 1 kernel"):
+        space.encode(bad)
+    with pytest.raises(ValueError, match="stage 1 kernel"):
+        space.parse(str(bad))
+
+
+def test_bad_resolution_width_and_head_are_named(space: SearchSpace) -> None:
+    a = space.min_arch()
+    cases = [
+        (replace(a, resolution=17), "resolution", "17", list(space.resolutions)),
+        (replace(a, stem=3), "stem", "3", list(space.stem_widths)),
+        (replace(a, head=5), "head", "5", list(space.head_widths)),
+        (_with_stage(a, 0, width=999), "stage 0 width", "999", list(space.stages[0].widths)),
+        (_with_stage(a, 0, depth=99), "stage 0 depth", "99", list(space.stages[0].depths)),
+        (_with_stage(a, 0, expand=9.5), "stage 0 expand", "9.5",
+         list(space.stages[0].expands)),
+    ]
+    for arch, field, value, allowed in cases:
+        with pytest.raises(ValueError) as e:
+            space.validate(arch)
+        msg = str(e.value)
+        assert field in msg and value in msg and str(allowed) in msg, msg
+
+
+def test_wrong_number_of_stages(space: SearchSpace) -> None:
+    a = space.max_arch()
+    short = replace(a, stages=a.stages[:-1])
+    with pytest.raises(ValueError) as e:
+        space.validate(short)
+    msg = str(e.value)
+    assert "stages" in msg and str(len(short.stages)) in msg and str(len(space.stages)) in msg
+    with pytest.raises(ValueError, match="stages"):
+        space.arch_from_dict(short.to_dict())
+    with pytest.raises(ValueError):
+        space.validate("not an arch")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", [
+    "", "garbage", "r32-s16-h128-x", "r32-s16-w16d1k3-h128", "r32-s16-w16d1k3e1-h",
+    "s16-r32-w16d1k3e1-h128", "r32-s16-w16d1k3e1",
+])
+def test_malformed_string(text: str) -> None:
+    with pytest.raises(ValueError) as e:
+        Arch.parse(text)
+    assert "arch string" in str(e.value) and "malformed" in str(e.value)
+    assert "w<width>d<depth>k<kernel>e<expand>" in str(e.value)
+
+
+def test_malformed_dict(space: SearchSpace) -> None:
+    good = space.max_arch().to_dict()
+    bads = [
+        {k: v for k, v in good.items() if k != "head"},
+        {**good, "stages": [{"width": 16, "depth": 1, "kernel": 3}]},
+        {**good, "resolution": "big"},
+        {**good, "stages": None},
+        {**good, "stages": ["w16d1k3e1"]},
+    ]
+    for bad in bads:
+        with pytest.raises(ValueError) as e:
+            space.arch_from_dict(bad)
+        msg = str(e.value)
+        assert "arch dict" in msg and "malformed" in msg
+        assert "resolution" in msg and "stages" in msg and "expand" in msg
+
+
+def test_bad_encoding(space: SearchSpace) -> None:
+    n = space.n_choices()
+    with pytest.raises(ValueError, match="length"):
+        space.decode(list(n[:-1] * 0))
+    vec = np.zeros(len(n), dtype=int)
+    vec[0] = n[0]
+    with pytest.raises(ValueError, match=f"resolution: index {n[0]} out of range"):
+        space.decode(vec)
+
+
+def test_unknown_space_name() -> None:
+    with pytest.raises(ValueError) as e:
+        load_space("no-such-space")
+    msg = str(e.value)
+    assert "no-such-space" in msg
+    assert all(name in msg for name in SPACES)
+
+
+# ---- user YAML -------------------------------------------------------------------------
+
+
+def test_load_user_yaml(tmp_path) -> None:
+    d = load_space("tiny").to_dict()
+    d["name"] = "tiny-wide"
+    d["resolutions"] = [32, 40]
+    d["stages"][0]["widths"] = [16, 24, 32]
+    path = tmp_path / "tiny-wide.yaml"
+    path.write_text(yaml.safe_dump(d))
+    space = load_space(path)
+    assert space.name == "tiny-wide"
+    assert space.resolutions == (32, 40) and space.stages[0].widths == (16, 24, 32)
+    assert space.stages[1:] == load_space("tiny").stages[1:]
+    assert space.size() == load_space("tiny").size()  # 3 -> 2 resolutions, 2 -> 3 widths
+    a = space.max_arch()
+    assert a.resolution == 40 and a.stages[0].width == 32
+    assert space.arch_from_dict(a.to_dict()) == a
+    assert load_space(str(path)) == space
+    assert load_space(space) is space
+
+
+def test_builtin_space_dict_round_trips(space: SearchSpace, tmp_path) -> None:
+    path = tmp_path / "copy.yaml"
+    path.write_text(yaml.safe_dump(space.to_dict()))
+    assert load_space(path) == space
+
+
+def test_bad_user_yaml(tmp_path) -> None:
+    d = load_space("tiny").to_dict()
+    d["stages"][1]["kernels"] = [3, 4]
+    path = tmp_path / "even.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ValueError, match=r"stages\[1\]\.kernels.*odd"):
+        load_space(path)
+    (tmp_path / "broken.yaml").write_text("stages: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_space(tmp_path / "broken.yaml")
+    d = load_space("tiny").to_dict()
+    del d["num_classes"]
+    (tmp_path / "nc.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(ValueError, match="missing field 'num_classes'"):
+        load_space(tmp_path / "nc.yaml")
+    with pytest.raises(ValueError, match="neither a built-in space"):
+        load_space(tmp_path / "absent.yaml")
+
+
+# ---- the tiny space ---------------------------------------------------------------------
+
+
+def test_tiny_space_requirements() -> None:
+    s = load_space("tiny")
+    assert s.stem_stride == 1
+    assert s.resolutions == (24, 28, 32)
+    assert s.num_classes == 10
+    assert len(s.stages) >= 4
+    for spec in s.stages:
+        assert len(spec.widths) > 1 and len(spec.depths) > 1
+        assert spec.kernels == (3, 5)
+    # Expand is elastic in every stage but the first (MBConv1, as in both reference spaces).
+    assert all(len(spec.expands) > 1 for spec in s.stages[1:])
+    assert sum(len(spec.expands) > 1 for spec in s.stages) >= 3
+    assert s.size() >= 1e5
+    assert macs(s, s.max_arch()) <= 15e6
+    assert macs(s, s.min_arch()) <= 2e6
+    assert s.max_arch().resolution == 32 and s.min_arch().resolution == 24
+
+
+# ---- the ImageNet spaces -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("v", [0.5, 3, 7.9, 8, 10, 11.9, 12, 16.1, 20, 36, 37.5, 40.1, 100,
+                               123.4, 150, 333, 1000])
+def test_make_divisible_formula(v: float) -> None:
+    expected = max(8, int(v + 4) // 8 * 8)
+    if expected < 0.9 * v:
+        expected += 8
+    assert make_divisible(v) == expected
+    assert make_divisible(v) % 8 == 0 and make_divisible(v) >= 0.9 * v
+
+
+def test_make_divisible_known_values() -> None:
+    assert [make_divisible(v) for v in (10, 12, 20, 24, 36, 60, 68)] == [16, 16, 24, 24, 40,
+                                                                          64, 72]
+    assert make_divisible(12, 4) == 12 and make_divisible(3, 4) == 4
+
+
+def test_attentive_min_child_macs() -> None:
+    s = load_space("attentive-mbv3")
+    assert macs(s, s.min_arch()) == 203_389_568  # AttentiveNAS's "~203M" smallest child
+
+
+def _table(space: SearchSpace) -> list[tuple]:
+    return [(s.widths, s.depths, s.kernels, s.expands, s.stride, s.se) for s in space.stages]
+
+
+def test_bignas_mbv2_table() -> None:
+    s = load_space("bignas-mbv2")
+    assert s.resolutions == (192, 224, 256, 288, 320)
+    assert s.stem_widths == (32, 40) and s.stem_stride == 2
+    r = lambda a, b: tuple(range(a, b + 1))  # noqa: E731
+    assert [t[:5] for t in _table(s)] == [
+        ((16, 24), r(1, 2), (3,), (1,), 1),
+        ((24, 32), r(2, 3), (3,), (6,), 2),
+        ((40, 48), r(2, 3), (3, 5), (6,), 2),
+        ((80, 88), r(2, 4), (3, 5), (6,), 2),
+        ((112, 120, 128), r(2, 6), (3, 5), (6,), 1),
+        ((192, 200, 208, 216), r(2, 6), (3, 5), (6,), 2),
+        ((320, 352), r(1, 2), (3, 5), (6,), 1),
+    ]
+    assert s.head_widths == (1280, 1408) and s.head_style == "mbv2"
+    assert s.num_classes == 1000
+
+
+def test_attentive_mbv3_table() -> None:
+    s = load_space("attentive-mbv3")
+    assert s.resolutions == (192, 224, 256, 288)
+    assert s.stem_widths == (16, 24) and s.stem_stride == 2
+    r = lambda a, b: tuple(range(a, b + 1))  # noqa: E731
+    e = (4, 5, 6)
+    assert _table(s) == [
+        ((16, 24), r(1, 2), (3, 5), (1,), 1, False),
+        ((24, 32), r(3, 5), (3, 5), e, 2, False),
+        ((32, 40), r(3, 6), (3, 5), e, 2, True),
+        ((64, 72), r(3, 6), (3, 5), e, 2, False),
+        ((112, 120, 128), r(3, 8), (3, 5), e, 1, True),
+        ((192, 200, 208, 216), r(3, 8), (3, 5), (6,), 2, True),
+        ((216, 224), r(1, 2), (3, 5), (6,), 1, True),
+    ]
+    assert s.head_widths == (1792, 1984) and s.head_style == "mbv3"
+    assert s.num_classes == 1000 and s.shortcut == "always"
