@@ -12,15 +12,20 @@ in closed form.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+import warnings
 
 import numpy as np
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 from supernet import ElasticSupernet, load_space, macs
 from supernet.space import Arch, SearchSpace
+
+with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fvcore.nn import FlopCountAnalysis
 
 MAC_OPS = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     fv_rate = n_fv / t_fv
 
     print(f"space {space.name}, {len(archs)} seeded children (seed {args.seed}), "
-          f"torch threads {args.threads}")
+          f"torch threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     print(f"closed form : {cf_rate:12,.0f} children/s  (median of {args.repeats} passes over "
           f"{len(archs)}; {1e6 / cf_rate:.1f} us/child)")
     extrap = "" if n_fv == len(archs) else f", extrapolated from the first {n_fv}"

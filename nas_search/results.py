@@ -86,7 +86,7 @@ def best_child(table: pd.DataFrame, problem: SearchProblem,
         return None
     ok = problem.feasible(table)
     if max_macs is not None:
-        ok &= table["macs"].to_numpy(float) <= max_macs
+        ok = ok & (table["macs"].to_numpy(float) <= max_macs)
     if not ok.any():
         return None
     rows = table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")

@@ -24,10 +24,17 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from threadpoolctl import threadpool_limits
 
 from supernet.space import SearchSpace
 
 from .features import ArchEncoder
+
+
+def _one_blas_thread():
+    # Matrices of a few hundred children are too small for threaded BLAS to pay off, and
+    # on a busy machine its spinning threads made the MLP fit 6x slower (measured).
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class _Predictor(RegressorMixin, BaseEstimator):
@@ -40,8 +47,10 @@ class _Predictor(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> _Predictor:
         """Fit on features X (n, d) and targets y (n,); returns self."""
         X, y = check_X_y(X, y, y_numeric=True)
+        if len(y) < 2:
+            raise ValueError(f"fit: n_samples = {len(y)}; a predictor needs at least 2 children")
         self.n_features_in_ = X.shape[1]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _one_blas_thread():
             # the MLP's iteration cap is deliberate early stopping, and a GP length scale at
             # its bound just marks an irrelevant feature: neither is worth a warning per fit
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -57,9 +66,10 @@ class _Predictor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = check_array(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features; the predictor was fit on "
-                             f"{self.n_features_in_}")
-        return np.asarray(self.model_.predict(X), dtype=np.float64).ravel()
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
+        with _one_blas_thread():
+            return np.asarray(self.model_.predict(X), dtype=np.float64).ravel()
 
 
 class MLPPredictor(_Predictor):
@@ -72,6 +82,12 @@ class MLPPredictor(_Predictor):
         self.alpha = alpha
         self.max_iter = max_iter
         self.random_state = random_state
+
+    def fit(self, X, y) -> MLPPredictor:
+        """Fit on features X (n, d) and targets y (n,); returns self."""
+        super().fit(X, y)
+        self.n_iter_ = self.model_.regressor_[-1].n_iter_  # L-BFGS iterations run
+        return self
 
     def _model(self, X: np.ndarray) -> BaseEstimator:
         return MLPRegressor(hidden_layer_sizes=self.hidden_layer_sizes, solver="lbfgs",
@@ -134,7 +150,8 @@ class EnsemblePredictor(_Predictor):
         self.random_state = random_state
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray) -> BaseEstimator:
-        members = [clone(e) for e in (self.estimators or _default_members())]
+        members = [clone(e) for e in (_default_members() if self.estimators is None
+                                      else self.estimators)]
         if self.random_state is not None:
             rng = check_random_state(self.random_state)
             for m in members:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from supernet import ElasticSupernet, load_space
@@ -15,7 +15,9 @@ from supernet.cost import cost, macs, params
 from supernet.plan import ChildPlan, child_plan
 from supernet.space import Arch, SearchSpace, builtin_spaces
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # fvcore
+with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fvcore.nn import FlopCountAnalysis
 
 SPACES = builtin_spaces()
 N_RANDOM = 30  # plus min and max: 32 children per space

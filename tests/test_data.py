@@ -10,8 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from supernet.data import (_stratified_split, augment, batches, calib_batches, load_data,
-                           normalize, resize)
+from supernet.data import (
+    _stratified_split,
+    augment,
+    batches,
+    calib_batches,
+    load_data,
+    normalize,
+    resize,
+)
 
 
 def _images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

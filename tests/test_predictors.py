@@ -14,11 +14,16 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsRegressor
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from predictors import (
     PREDICTORS,
     ArchEncoder,
+    EnsemblePredictor,
+    GPPredictor,
+    MLPPredictor,
     PredictorEvaluator,
+    RBFPredictor,
     cross_val_rank_metrics,
     make_predictor,
     rank_metrics,
@@ -51,6 +56,30 @@ def synthetic():
 
 
 # ---- the contract, over every predictor ----------------------------------------------------
+@pytest.fixture(scope="module", params=NAMES)
+def fitted(request, synthetic):
+    """(name, predictor fit on 80 children with random_state=0, what fit returned, the
+    attributes it had before fit): one fit per predictor, shared by the tests below."""
+    _, X, y = synthetic
+    est = make_predictor(request.param, random_state=0)
+    before = set(vars(est))
+    return request.param, est, est.fit(X[:80], y[:80]), before
+
+
+# scikit-learn's own estimator checks, on settings that fit in milliseconds (the checks
+# fit dozens of times; the defaults differ only in sizes and the RBF grid search)
+_FAST = [RBFPredictor(alpha=0.1, gamma=0.1), GPPredictor(n_restarts_optimizer=0),
+         MLPPredictor(hidden_layer_sizes=(8,), max_iter=20, random_state=0),
+         EnsemblePredictor([RBFPredictor(alpha=0.1, gamma=0.1),
+                            MLPPredictor(hidden_layer_sizes=(8,), max_iter=20)], random_state=0)]
+assert {type(e) for e in _FAST} == set(PREDICTORS.values())
+
+
+@parametrize_with_checks(_FAST)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_init_stores_hyper_parameters_as_given(name):
     cls = PREDICTORS[name]
@@ -61,52 +90,45 @@ def test_init_stores_hyper_parameters_as_given(name):
     assert not any(k.endswith("_") for k in vars(est))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_clone_gives_an_unfitted_equal(name, synthetic):
-    _, X, y = synthetic
-    est = make_predictor(name, random_state=3).fit(X[:40], y[:40])
+def test_clone_gives_an_unfitted_equal(fitted, synthetic):
+    _, est, _, _ = fitted
     twin = clone(est)
     assert type(twin) is type(est)
     assert repr(twin.get_params(deep=False)) == repr(est.get_params(deep=False))
     with pytest.raises(NotFittedError):
-        twin.predict(X[:2])
+        twin.predict(synthetic[1][:2])
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_fit_returns_self_and_fitted_state_ends_in_underscore(name, synthetic):
-    _, X, y = synthetic
-    est = make_predictor(name, random_state=0)
-    before = set(vars(est))
-    assert est.fit(X[:40], y[:40]) is est
+def test_fit_returns_self_and_fitted_state_ends_in_underscore(fitted, synthetic):
+    _, est, returned, before = fitted
+    assert returned is est
     added = set(vars(est)) - before
     assert added and all(k.endswith("_") and not k.startswith("__") for k in added)
-    assert est.n_features_in_ == X.shape[1]
+    assert est.n_features_in_ == synthetic[1].shape[1]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_predict_shape_and_feature_check(name, synthetic):
-    _, X, y = synthetic
-    est = make_predictor(name, random_state=0).fit(X[:40], y[:40])
-    pred = est.predict(X[40:57])
+def test_predict_shape_and_feature_check(fitted, synthetic):
+    _, est, _, _ = fitted
+    X = synthetic[1]
+    pred = est.predict(X[80:97])
     assert pred.shape == (17,) and pred.dtype == np.float64 and np.isfinite(pred).all()
     with pytest.raises(ValueError, match="features"):
         est.predict(X[:3, :-1])
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_deterministic_with_random_state(name, synthetic):
+def test_deterministic_with_random_state(fitted, synthetic):
+    name, est, _, _ = fitted
     _, X, y = synthetic
-    a = make_predictor(name, random_state=7).fit(X[:40], y[:40]).predict(X[40:])
-    b = make_predictor(name, random_state=7).fit(X[:40], y[:40]).predict(X[40:])
-    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    again = make_predictor(name, random_state=0).fit(X[:80], y[:80])
+    np.testing.assert_allclose(again.predict(X[80:]), est.predict(X[80:]), rtol=1e-9,
+                               atol=1e-12)
 
 
 # Chance is tau = 0; a predictor that ranks by log-MACs from one-hot features of 80
 # children should do far better on 40 children it never saw.
-@pytest.mark.parametrize("name", NAMES)
-def test_learns_a_synthetic_ranking_on_held_out_children(name, synthetic):
+def test_learns_a_synthetic_ranking_on_held_out_children(fitted, synthetic):
+    _, est, _, _ = fitted
     _, X, y = synthetic
-    est = make_predictor(name, random_state=0).fit(X[:80], y[:80])
     assert rank_metrics(y[80:], est.predict(X[80:])).kendall_tau > 0.5
 
 
@@ -118,7 +140,7 @@ def test_the_ranking_threshold_rejects_chance(synthetic):
 
 def test_ensemble_is_the_mean_of_its_members(synthetic):
     _, X, y = synthetic
-    members = [make_predictor("rbf"), make_predictor("mlp", random_state=1)]
+    members = [make_predictor("rbf"), make_predictor("gp", random_state=1)]
     ens = make_predictor("ensemble").set_params(estimators=members).fit(X[:60], y[:60])
     fitted = [clone(m).fit(X[:60], y[:60]).predict(X[60:]) for m in members]
     np.testing.assert_allclose(ens.predict(X[60:]), np.mean(fitted, axis=0), rtol=1e-9)
@@ -167,7 +189,7 @@ def test_encodings_are_checked_against_the_space():
 @pytest.mark.parametrize("one_hot", [False, True])
 def test_pipeline_cross_validates_on_arch_lists(one_hot, synthetic):
     archs, _, y = synthetic
-    pipe = make_predictor("rbf", SPACE, one_hot=one_hot)
+    pipe = make_predictor("gp", SPACE, one_hot=one_hot, random_state=0)
     scores = cross_val_score(pipe, archs[:60], y[:60], cv=3)
     assert scores.shape == (3,) and np.all(scores > 0)  # R^2 well above a constant's 0
     fitted = clone(pipe).fit(archs[:60], y[:60])
@@ -225,9 +247,9 @@ def test_predictor_evaluator_contract(synthetic):
 def test_predictor_evaluator_on_a_bare_predictor_and_default_name(synthetic):
     archs, _, y = synthetic
     codes = encode_archs(SPACE, archs)
-    bare = make_predictor("mlp", random_state=0).fit(codes[:60], y[:60])
+    bare = make_predictor("gp", random_state=0).fit(codes[:60], y[:60])
     ev = PredictorEvaluator(bare, SPACE)
-    assert ev.name == "predictor:mlp"
+    assert ev.name == "predictor:gp"
     np.testing.assert_allclose(ev.evaluate(archs[60:65])["top1"], bare.predict(codes[60:65]))
     with pytest.raises(NotFittedError):
         PredictorEvaluator(make_predictor("gp"), SPACE).evaluate(archs[:2])

@@ -15,8 +15,17 @@ import supernet.train as T
 from supernet import ElasticSupernet, load_checkpoint, load_space
 from supernet.checkpoint import read_checkpoint
 from supernet.data import load_data, resize
-from supernet.train import (FLOOR, Sandwich, TrainConfig, calibrate_bn, evaluate,
-                            make_scheduler, sandwich_children, sandwich_step, train)
+from supernet.train import (
+    FLOOR,
+    Sandwich,
+    TrainConfig,
+    calibrate_bn,
+    evaluate,
+    make_scheduler,
+    sandwich_children,
+    sandwich_step,
+    train,
+)
 
 SMALL = """
 name: small
@@ -30,22 +39,31 @@ num_classes: 10
 """
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a busy shared 2-core machine two threads per process crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def small(tmp_path):
     """(space YAML path, npz data spec) small enough for a step in milliseconds."""
     (tmp_path / "small.yaml").write_text(SMALL)
     rng = np.random.default_rng(0)
-    y = np.arange(80) % 10
-    x = rng.integers(0, 60, (80, 16, 16, 3), dtype=np.uint8)
-    x[np.arange(80), 2 + y, 2:12] = 255  # a bar whose row is the class: learnable
+    y = np.arange(160) % 10
+    # noise plus a brightness that tells the class: learnable in a few steps
+    x = (rng.integers(0, 40, (160, 16, 16, 3)) + 20 * y[:, None, None, None]).astype(np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     return str(tmp_path / "small.yaml"), f"npz:{tmp_path / 'd.npz'}"
 
 
 def _cfg(small, tmp_path, **kw) -> TrainConfig:
     space, data = small
-    base = dict(space=space, data=data, epochs=2, batch_size=16, lr=0.05, warmup_epochs=0.5,
-                calib_images=32, out=str(tmp_path / "run"), quiet=True)
+    base = dict(space=space, data=data, epochs=2, batch_size=16, lr=0.2, warmup_epochs=0.5,
+                calib_images=32, out=str(tmp_path / "run"), quiet=True, threads=1)
     return TrainConfig(**{**base, **kw})
 
 
@@ -97,7 +115,7 @@ def test_one_optimizer_step_with_weight_decay_on_weights_only_and_clipping(small
     cfg = _cfg(small, tmp_path, grad_clip=1e-3, weight_decay=0.0, channels_last=False)
     space = load_space(cfg.space)
     net = ElasticSupernet(space)
-    groups = T._param_groups(net, 1e-4)
+    groups = T.param_groups(net, 1e-4)
     assert all(p.ndim > 1 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 1e-4
     assert all(p.ndim == 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
@@ -155,23 +173,24 @@ def test_calibrate_bn_recomputes_exact_statistics_of_the_child(small):
 
 
 def test_train_writes_checkpoint_log_and_learns(small, tmp_path, capsys):
-    cfg = _cfg(small, tmp_path, epochs=6, quiet=False)
+    cfg = _cfg(small, tmp_path, epochs=4, quiet=False)
     path = train(cfg)
     assert path == tmp_path / "run" / "supernet.pt"
     ck = read_checkpoint(path)  # weights_only=True inside
-    assert ck["completed"] and ck["epoch"] == 6 and ck["data"] == cfg.data and ck["seed"] == 0
+    assert ck["completed"] and ck["epoch"] == 4 and ck["data"] == cfg.data and ck["seed"] == 0
     assert ck["config"]["out"] == cfg.out and ck["result"]["split"] == "val"
     net, extra = load_checkpoint(path, cfg.space)
-    assert isinstance(net, ElasticSupernet) and extra["step"] == 6 * (72 // 16)
+    assert isinstance(net, ElasticSupernet)
+    assert extra["step"] == 4 * (140 // 16)  # 14 of each class's 16 images train
     with open(tmp_path / "run" / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert set(T.LOG_FIELDS) <= rows[0].keys()
-    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert float(rows[-1]["val_top1_max"]) >= 0.5  # the bars are easy to learn
+    assert float(rows[-1]["loss"]) < 0.85 * float(rows[0]["loss"])
+    assert max(float(r["val_top1_max"]) for r in rows) >= 0.3  # chance is 0.1
     out = capsys.readouterr()
-    assert "epoch   6/6" in out.out and "val top-1 min" in out.out
-    assert "epoch 1/6" in out.err  # the progress bar
+    assert "epoch   4/4" in out.out and "val top-1 min" in out.out
+    assert "epoch 1/4" in out.err  # the progress bar
 
 
 def test_a_completed_run_returns_at_once_and_another_recipe_is_refused(small, tmp_path,
@@ -236,7 +255,7 @@ def test_without_resume_an_unfinished_run_starts_afresh(small, tmp_path, monkeyp
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0),
                                          ("num_random", -1), ("schedule", "step"),
-                                         ("warmup_epochs", 5.0), ("device", "tpu"),
+                                         ("warmup_epochs", -1.0), ("device", "tpu"),
                                          ("label_smoothing", 1.0), ("calib_images", 0),
                                          ("batch_size", 4096)])
 def test_bad_config_is_a_value_error_naming_the_field(small, tmp_path, field, value):
@@ -256,7 +275,7 @@ def test_digits_default_data_with_a_few_steps(tmp_path):
     data = load_data("digits", 16)
     assert data.num_classes == 10 and data.test is not None
     cfg = TrainConfig(space=SMALL_PATH(tmp_path), data="digits", epochs=1, batch_size=256,
-                      calib_images=64, out=str(tmp_path / "d"), quiet=True)
+                      calib_images=64, out=str(tmp_path / "d"), quiet=True, threads=1)
     result = read_checkpoint(train(cfg))["result"]
     assert result["split"] == "test" and 0 <= result["min_top1"] <= 1
 

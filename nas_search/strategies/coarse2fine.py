@@ -75,7 +75,7 @@ def _ranked(table: pd.DataFrame, max_macs: float | None) -> list[str]:
         return []
     ok = table["feasible"].to_numpy(bool)
     if max_macs is not None:
-        ok &= table["macs"].to_numpy(float) <= max_macs
+        ok = ok & (table["macs"].to_numpy(float) <= max_macs)
     rows = table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")
     return list(rows["arch"])
 

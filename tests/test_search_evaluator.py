@@ -1,0 +1,100 @@
+"""Evaluators: one contract (children in, metrics table out) for the supernet and the
+oracle; BN recalibration on fixed training images, then top-1/loss on the val split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nas_search import EVAL_COLUMNS, Evaluator, OracleEvaluator, SupernetEvaluator
+from nas_search.evaluator import check_output
+from supernet import ElasticSupernet, load_space, save_checkpoint
+from supernet.data import calib_batches, load_data, normalize, resize
+from supernet.evaluation import calibrate_bn, evaluate
+
+TINY = load_space("tiny")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is as fast, and far faster on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, ElasticSupernet("tiny"), data="digits", seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluator(ckpt):
+    return SupernetEvaluator.from_checkpoint(ckpt, calib_images=16, val_images=40,
+                                             device="cpu")
+
+
+def _archs(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return [TINY.sample(rng) for _ in range(n)]
+
+
+def test_every_evaluator_follows_the_one_contract(evaluator):
+    archs = _archs()
+    for ev in (evaluator, OracleEvaluator(TINY)):
+        assert isinstance(ev, Evaluator) and isinstance(ev.name, str)
+        table = ev.evaluate(archs)
+        assert isinstance(table, pd.DataFrame) and list(table.columns)[:5] == list(EVAL_COLUMNS)
+        assert list(table["arch"]) == [str(a) for a in archs]
+        assert ((table["top1"] >= 0) & (table["top1"] <= 1)).all()
+        assert (table["evaluator"] == ev.name).all()
+        check_output(ev, archs, table)
+    with pytest.raises(ValueError, match="do not match"):
+        check_output(evaluator, archs[::-1], evaluator.evaluate(archs))
+
+
+def test_supernet_evaluator_recalibrates_bn_on_fixed_train_images_then_scores_val(evaluator):
+    a, b = _archs(2, seed=1)
+    first = evaluator.evaluate([a]).iloc[0]
+    evaluator.evaluate([b])  # overwrites the shared BN statistics
+    again = evaluator.evaluate([a]).iloc[0]
+    assert (first["top1"], first["loss"]) == (again["top1"], again["loss"])
+    # the same numbers by hand: calibrate on the fixed subset, evaluate the first val images
+    net, data = evaluator.net, evaluator.data
+    calib = next(iter(calib_batches(data, 16, 16, 0)))
+    calibrate_bn(net, a, [(resize(calib[0], a.resolution), None)], 16)
+    x = resize(normalize(data.val.x[:40], data), a.resolution)
+    res = evaluate(net, a, [(x, data.val.y[:40])])
+    assert res.top1 == pytest.approx(first["top1"]) and res.loss == pytest.approx(first["loss"])
+    assert "cal16" in evaluator.name and "val40" in evaluator.name
+
+
+def test_the_evaluator_keeps_the_checkpoint_split_and_space(ckpt, tmp_path):
+    ev = SupernetEvaluator.from_checkpoint(ckpt, calib_images=8, val_images=8, device="cpu")
+    held_out = load_data("digits", max(TINY.resolutions), 0).val
+    assert torch.equal(ev.data.val.x, held_out.x)  # the split of training's seed
+    with pytest.raises(ValueError, match="differs from the requested space"):
+        SupernetEvaluator.from_checkpoint(ckpt, space="attentive-mbv3")
+    with pytest.raises(ValueError, match="calib_images"):
+        SupernetEvaluator.from_checkpoint(ckpt, calib_images=10**6)
+
+
+def test_latency_is_measured_on_the_exported_child_when_asked(ckpt):
+    ev = SupernetEvaluator.from_checkpoint(ckpt, calib_images=8, val_images=8, latency=True,
+                                           device="cpu")
+    table = ev.evaluate([TINY.min_arch(), TINY.max_arch()])
+    lat = table["latency_ms"].to_numpy()
+    assert np.all(lat > 0) and np.all(np.isfinite(lat))
+
+
+def test_oracle_is_deterministic_and_favours_bigger_children():
+    ev = OracleEvaluator(TINY)
+    archs = _archs(20)
+    pd.testing.assert_frame_equal(ev.evaluate(archs), ev.evaluate(archs))
+    assert ev.top1(TINY.max_arch()) > ev.top1(TINY.min_arch())
