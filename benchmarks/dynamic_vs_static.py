@@ -1,8 +1,9 @@
 """Inference inside the supernet (`net(x, arch)`) against the exported child, same weights.
 
 Eval mode, torch.no_grad, batch 16, 2 threads: the smallest attentive-mbv3 child at
-192 px and the largest at 288 px. The two forms are timed alternately (so machine noise
-hits both alike); the median of the timed runs after warm-up is reported, with the
+192 px and the largest at 288 px. The two forms are timed in pairs, alternating which
+goes first (so machine noise hits both alike); the median of the timed runs after
+warm-up is reported, with the
 ratio supernet / exported (target <= 1.05) and AttentiveNAS's own figures from
 /work/shared/bench/attentivenas_workload.json for reference.
 
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             dyn_ms, static_ms = [], []
             for i in range(args.warmup + args.runs):
-                d, s = timed(net, x, arch), timed(child, x)
+                if i % 2:  # alternate which form goes first, so neither always follows
+                    d, s = timed(net, x, arch), timed(child, x)
+                else:
+                    s, d = timed(child, x), timed(net, x, arch)
                 if i >= args.warmup:
                     dyn_ms.append(d)
                     static_ms.append(s)

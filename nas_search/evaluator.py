@@ -7,6 +7,7 @@ the columns in `EVAL_COLUMNS`. Top-1 is a fraction in 0..1.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import time
@@ -17,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from supernet.checkpoint import load_checkpoint
 from supernet.data import DataSet, calib_batches, load_data, normalize, resize
@@ -91,12 +93,13 @@ def file_digest(path: str | Path, n: int = 10) -> str:
     return h.hexdigest()[:n]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def measure_latency(model: torch.nn.Module, resolution: int, device: torch.device,
+                    memory_format: torch.memory_format = torch.contiguous_format,
                     warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds of one batch-1 forward of `model` on `device`, after warm-up."""
-    model = model.eval().to(device)
-    x = torch.randn(1, 3, resolution, resolution, device=device)
+    model = model.eval().to(device, memory_format=memory_format)
+    x = torch.randn(1, 3, resolution, resolution, device=device).to(memory_format=memory_format)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         model(x)
@@ -110,28 +113,62 @@ def measure_latency(model: torch.nn.Module, resolution: int, device: torch.devic
     return float(np.median(times) * 1000)
 
 
+def reuse_freed_memory() -> bool:
+    """Ask glibc to serve large tensors from its heap and keep freed memory for reuse.
+
+    By default every activation above a few MB is a fresh mmap whose pages the kernel
+    zero-fills on first touch; evaluation allocates the same big tensors child after child,
+    and the faults made BN recalibration about twice as slow at 288 px. Process-wide, and a
+    no-op where the C library is not glibc. Returns whether it took effect.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold,
+                                                                        1 << 30))
+
+
+class _Child(nn.Module):
+    """An exported child behind the supernet's `forward(x, arch)` signature, so that
+    `supernet.evaluation.calibrate_bn` and `evaluate` run on it unchanged."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
+        return self.body(x)
+
+
 class SupernetEvaluator:
     """Children of a trained supernet: BN recalibration on a fixed set of training images,
-    then top-1 and loss on the validation split (optionally batch-1 latency of the export).
+    then top-1 and loss on the validation split (optionally batch-1 latency).
 
-    Images are normalised and resized once per resolution and kept, since every child at
-    that resolution sees the same tensors.
+    Each child is exported first (plain layers, weights copied) and recalibrated and
+    evaluated as such: static layers in channels-last layout with in-place activations
+    run about twice as fast as the sliced supernet on CPU, and the supernet's own BN
+    statistics are never touched. Images are normalised and resized once per resolution.
     """
 
     def __init__(self, net: ElasticSupernet, data: DataSet, *, calib_images: int = 64,
                  val_images: int | None = None, batch_size: int = 256, latency: bool = False,
                  device: str | torch.device | None = None, name: str = "supernet",
-                 calib_seed: int = 0):
+                 calib_seed: int = 0, channels_last: bool = True):
         if calib_images < 1:
             raise ValueError(f"calib_images: {calib_images} must be at least 1")
         if len(data.train) < calib_images:
             raise ValueError(f"calib_images: {calib_images} exceeds the {len(data.train)} "
                              f"training images of {data.name!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         self.net = net.to(self.device).eval()
         self.space = net.space
         self.data, self.batch_size, self.latency = data, batch_size, latency
         self.calib_seed = calib_seed
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         n_val = len(data.val) if val_images is None else min(val_images, len(data.val))
         self.calib_images, self.val_images = calib_images, n_val
         self.name = f"{name}/cal{calib_images}/val{n_val}"
@@ -160,31 +197,50 @@ class SupernetEvaluator:
             calib = next(iter(calib_batches(d, self.calib_images, self.calib_images,
                                             self.calib_seed)))[0]
             val = normalize(d.val.x[: self.val_images], d)
-            self._prepared[resolution] = (resize(calib, resolution).to(self.device),
-                                          resize(val, resolution).to(self.device),
-                                          d.val.y[: self.val_images].to(self.device))
+            fmt = self.memory_format
+            self._prepared[resolution] = (
+                resize(calib, resolution).to(self.device, memory_format=fmt),
+                resize(val, resolution).to(self.device, memory_format=fmt),
+                d.val.y[: self.val_images].to(self.device))
         return self._prepared[resolution]
 
     def _batches(self, x: torch.Tensor, y: torch.Tensor | None):
         for i in range(0, len(x), self.batch_size):
             yield x[i:i + self.batch_size], (None if y is None else y[i:i + self.batch_size])
 
+    def calibrated_child(self, arch: Arch) -> nn.Module:
+        """Child `arch` exported, with BN statistics recalibrated on the fixed images."""
+        calib = self._inputs(arch.resolution)[0]
+        child = _Child(self.net.export(arch)).to(self.device, memory_format=self.memory_format)
+        for m in child.modules():
+            # every activation of an exported child acts on a fresh conv/BN output
+            if hasattr(m, "inplace"):
+                m.inplace = True
+        calibrate_bn(child, arch, self._batches(calib, None), len(calib))
+        return child
+
     def evaluate_one(self, arch: Arch) -> dict:
         """Calibrate, evaluate (and time) one child; a row of the result table."""
         t = time.perf_counter()
-        calib, val_x, val_y = self._inputs(arch.resolution)
-        calibrate_bn(self.net, arch, self._batches(calib, None), len(calib))
-        res = evaluate(self.net, arch, self._batches(val_x, val_y))
+        child = self.calibrated_child(arch)
+        t_calib = time.perf_counter() - t
+        _, val_x, val_y = self._inputs(arch.resolution)
+        res = evaluate(child, arch, self._batches(val_x, val_y))
         row = {"arch": str(arch), "top1": res.top1, "loss": res.loss,
-               "evaluator": self.name, "eval_time_s": time.perf_counter() - t}
+               "evaluator": self.name, "eval_time_s": time.perf_counter() - t,
+               "calib_time_s": t_calib}
         if self.latency:
-            row["latency_ms"] = measure_latency(self.net.export(arch), arch.resolution,
-                                                self.device)
+            row["latency_ms"] = self.latency_ms(arch, child)
         return row
+
+    def latency_ms(self, arch: Arch, child: nn.Module | None = None) -> float:
+        """Batch-1 latency of the exported child on this evaluator's device and layout."""
+        child = child if child is not None else _Child(self.net.export(arch))
+        return measure_latency(child, arch.resolution, self.device, self.memory_format)
 
     def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
         rows = [self.evaluate_one(a) for a in archs]
-        cols = list(EVAL_COLUMNS) + (["latency_ms"] if self.latency else [])
+        cols = [*EVAL_COLUMNS, "calib_time_s"] + (["latency_ms"] if self.latency else [])
         return pd.DataFrame(rows, columns=cols)
 
 

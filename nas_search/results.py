@@ -18,12 +18,12 @@ import pandas as pd
 from supernet.space import Arch, SearchSpace
 
 from .pareto import front, rank_table
-from .problem import SearchProblem
+from .problem import SearchProblem, format_count
 
 RESULTS, FRONT, SUMMARY, STATE = "results.csv", "front.csv", "summary.json", "state.json"
 # columns that measure time: they differ between identical runs and are left out of
 # reproducibility comparisons
-TIMING_COLUMNS = ("eval_time_s", "latency_ms")
+TIMING_COLUMNS = ("eval_time_s", "calib_time_s", "latency_ms")
 
 
 def arch_fields(space: SearchSpace, arch: Arch) -> dict[str, Any]:
@@ -97,8 +97,6 @@ def best_child(table: pd.DataFrame, problem: SearchProblem,
 
 def best_per_target(table: pd.DataFrame, problem: SearchProblem) -> dict[str, dict | None]:
     """Best feasible child under each MACs target (or overall when there are none)."""
-    from .problem import format_count
-
     if not problem.targets:
         return {"all": best_child(table, problem)}
     return {format_count(t): best_child(table, problem, t) for t in problem.targets}

@@ -13,7 +13,7 @@ import torch
 
 from supernet.space import load_space
 
-from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator, measure_latency
+from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator
 from .problem import Constraints, SearchProblem
 from .results import (
     FRONT,
@@ -117,28 +117,51 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"out: {str(out)!r} is not a writable folder ({e.strerror})") from None
 
 
-def default_supernet(out: Path, seed: int, quiet: bool) -> Path:
-    """Train (or reuse) the default supernet into `out`/supernet with `nas-train`'s code."""
-    try:
-        from supernet.train import TrainConfig, train
-    except ImportError:
-        raise ValueError("supernet: no --supernet given and this install has no supernet "
-                         "training (supernet.train); pass --supernet CKPT") from None
-    return Path(train(TrainConfig(out=out / "supernet", seed=seed, quiet=quiet)))
+def default_supernet(cfg: SearchConfig, device: str, quiet: bool) -> Path:
+    """Train (or reuse, when complete) the supernet into OUT/supernet with `nas-train`'s
+    code and defaults: the tiny space on the embedded digits unless `cfg` names others."""
+    from supernet.train import TrainConfig, train
+
+    train_cfg = TrainConfig(out=Path(cfg.out) / "supernet", seed=cfg.seed, quiet=quiet,
+                            space=cfg.space or TrainConfig.space,
+                            data=cfg.data or TrainConfig.data, device=device.split(":")[0])
+    return Path(train(train_cfg))
 
 
-def _distributed() -> tuple[bool, bool]:
-    """(several processes?, is this the main one?), starting the process group under
-    torchrun: gloo on CPU, NCCL when every rank has a GPU."""
+def _device() -> str:
+    """This process's device: its own GPU when every local process can have one."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_world:
+        return f"cuda:{local_rank}"
+    return "cpu"
+
+
+def _start_distributed(device: str) -> tuple[bool, bool]:
+    """Under torchrun, join the process group (NCCL on GPUs, gloo on CPU). Returns
+    (whether this process started it, whether this is the main process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False, True
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True, dist.get_rank() == 0
+    started = not dist.is_initialized()
+    if started:
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return started, dist.get_rank() == 0
+
+
+def _supernet_evaluator(cfg: SearchConfig, device: str, quiet: bool) -> SupernetEvaluator:
+    """The evaluator over `cfg.supernet`, or over the default supernet, trained first."""
+    if cfg.supernet is None:
+        # a constraint no child can meet is an error now, not after minutes of training
+        cfg.problem(load_space(cfg.space or "tiny")).check_satisfiable()
+    ckpt = cfg.supernet or default_supernet(cfg, device, quiet)
+    return SupernetEvaluator.from_checkpoint(
+        ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
+        val_images=cfg.val_images, device=device,
+        latency="latency" in cfg.objectives or cfg.max_latency is not None)
 
 
 def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
@@ -146,7 +169,8 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
     """Run (or continue, from the out folder's saved table) the search `cfg` describes.
 
     `evaluator` replaces the supernet (a predictor or a test oracle); then `cfg.space`
-    names the space. Bad settings raise ValueError with a one-line message.
+    names the space. Bad settings raise ValueError with a one-line message. Under
+    torchrun every process runs the search and shares the evaluations; the first writes.
     """
     out = Path(cfg.out)
     _check_writable(out)
@@ -154,33 +178,33 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
     if saved_state is not None and not _same_search(saved_state.get("settings", {}), cfg):
         raise ValueError(f"out: {str(out)!r} holds a search with other settings; continue "
                          f"it with --resume {out} or choose another --out")
-    multi, main = _distributed()
-    if evaluator is None:
-        ckpt = cfg.supernet or default_supernet(out, cfg.seed, quiet or not main)
-        latency = "latency" in cfg.objectives or cfg.max_latency is not None
-        evaluator = SupernetEvaluator.from_checkpoint(
-            ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
-            val_images=cfg.val_images, latency=latency,
-            device=f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else None)
-        space = evaluator.space
-    else:
+    device = _device()
+    started, main = _start_distributed(device)
+    try:
+        if evaluator is None:
+            evaluator = _supernet_evaluator(cfg, device, quiet or not main)
         space = getattr(evaluator, "space", None) or load_space(cfg.space or "tiny")
-    problem = cfg.problem(space)
-    problem.check_satisfiable()
-    if "latency" in cfg.objectives:
-        problem = _with_latency_ref(problem, evaluator, saved_state)
-    if multi:
-        evaluator = DistributedEvaluator(evaluator)
-    saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() else None
-    settings = cfg.to_dict()
-    settings["latency_ref_ms"] = problem.latency_ref_ms
-    session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
-                      seed=cfg.seed, out=out, settings=settings, saved=saved,
-                      elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
-                      quiet=quiet, main=main)
-    STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
-    if main:
-        finish(session, cfg)
+        problem = cfg.problem(space)
+        problem.check_satisfiable()
+        if "latency" in cfg.objectives:
+            problem = _with_latency_ref(problem, evaluator, saved_state)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            evaluator = DistributedEvaluator(evaluator)
+        saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() \
+            else None
+        settings = {**cfg.to_dict(), "latency_ref_ms": problem.latency_ref_ms}
+        session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
+                          seed=cfg.seed, out=out, settings=settings, saved=saved,
+                          elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
+                          quiet=quiet, main=main)
+        STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
+        if main:
+            finish(session, cfg)
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return session
 
 
@@ -191,11 +215,9 @@ def _with_latency_ref(problem: SearchProblem, evaluator, saved_state) -> SearchP
 
     ref = (saved_state or {}).get("settings", {}).get("latency_ref_ms")
     if ref is None:
-        big = problem.space.max_arch()
-        net = getattr(evaluator, "net", None)
-        if net is None:
-            raise ValueError("objectives: latency needs the supernet evaluator")
-        ref = measure_latency(net.export(big), big.resolution, evaluator.device)
+        if not hasattr(evaluator, "latency_ms"):
+            raise ValueError("objectives: latency needs an evaluator that measures it")
+        ref = evaluator.latency_ms(problem.space.max_arch())
     return replace(problem, latency_ref_ms=float(ref))
 
 

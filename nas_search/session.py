@@ -25,7 +25,15 @@ from supernet.space import Arch
 from .evaluator import EVAL_COLUMNS, Evaluator, check_output
 from .pareto import table_hypervolume
 from .problem import SearchProblem
-from .results import RESULTS, STATE, arch_fields, rank_table, write_csv, write_json
+from .results import (
+    RESULTS,
+    STATE,
+    TIMING_COLUMNS,
+    arch_fields,
+    rank_table,
+    write_csv,
+    write_json,
+)
 
 STATE_FORMAT = "nas-search/1"
 
@@ -135,7 +143,7 @@ class Session:
     def end_step(self) -> None:
         """Close a generation or step: hypervolume, progress line, atomic state."""
         table = self.table()
-        feasible = self.problem.feasible(table) if len(table) else np.zeros(0, bool)
+        feasible = table["feasible"].to_numpy(bool) if len(table) else np.zeros(0, bool)
         best = float(table["top1"][feasible].max()) if feasible.any() else float("nan")
         self.history.append({
             "step": self.step, "evaluations": self.counts.evaluated,
@@ -212,5 +220,5 @@ def _saved_metrics(saved: pd.DataFrame | None, evaluator_name: str) -> dict[str,
     if names != {evaluator_name}:
         raise ValueError(f"resume: the saved results come from evaluator(s) {sorted(names)}, "
                          f"not {evaluator_name!r}; resume with the same supernet and data")
-    keep = [c for c in saved.columns if c in EVAL_COLUMNS or c == "latency_ms"]
+    keep = [c for c in saved.columns if c in EVAL_COLUMNS or c in TIMING_COLUMNS]
     return {r["arch"]: r for r in saved[keep].to_dict("records")}

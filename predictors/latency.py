@@ -3,10 +3,13 @@ device; a child's latency is predicted as the sum of its layers' entries plus on
 per-network constant.
 
 A layer is the stem, one whole MBConv block, or the head, as `child_plan` resolves them
-(the source the supernet's forward, `export` and the cost counter share). Timing whole
-blocks keeps their module-call overheads and residual add in the entry, which a table of
-single convolutions would miss; what is left (the calls of the outer containers) is the
-constant, measured once as the median gap between whole children and their sums.
+(the source the supernet's forward, `export` and the cost counter share). Whole blocks, so
+an entry includes the block's own module calls and residual add. Layers are timed one by
+one inside a running exported child, so each entry also pays for refetching its weights
+and input after the layer before, as in a real forward pass (timing a layer alone in a
+loop, data hot in cache, came out 10-50% under the whole child here). What is left, the
+calls of the outer containers, is the constant: whole child minus its layers, timed back
+to back on a few children.
 """
 
 from __future__ import annotations

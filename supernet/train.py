@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import (
     LRScheduler,
     SequentialLR,
 )
+from tqdm import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataSet, batches, calib_batches, load_data, resize
@@ -321,8 +322,6 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         history, start, seconds = list(prev["history"]), prev["epoch"], prev["seconds"]
     dropout = space.dropout if cfg.dropout is None else cfg.dropout
     lead = d.rank == 0
-    from tqdm import tqdm
-
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         net.train()

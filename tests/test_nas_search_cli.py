@@ -172,3 +172,16 @@ def test_without_a_supernet_the_default_one_is_trained_first(ckpt, tmp_path, mon
     assert Path(cfg.out) == out / "supernet" and cfg.seed == 3
     assert (cfg.space, cfg.data) == ("tiny", "digits")
     assert len(read_results(out / "results.csv")) == 8
+
+
+def test_latency_objective_and_constraint(ckpt, tmp_path):
+    out = tmp_path / "lat"
+    assert main(["--strategy", "random", "--supernet", ckpt, "--budget", "6", "--out", str(out),
+                 "--objectives", "top1,latency", "--weights", "1,2", "--max-latency", "10s",
+                 *FAST, "--quiet"]) == 0
+    results = read_results(out / "results.csv")
+    assert (results["latency_ms"] > 0).all() and results["feasible"].all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problem"]["objectives"] == ["top1", "latency"]
+    assert summary["problem"]["weights"] == [1.0, 2.0]
+    assert summary["problem"]["latency_ref_ms"] > 0 and summary["hypervolume"]["final"] > 0

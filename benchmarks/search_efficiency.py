@@ -1,0 +1,121 @@
+"""Search efficiency, printed (not a timed test): hypervolume against evaluations for
+random, coarse2fine and nsga2 at budgets 100, 300 and 1000, five seeds each, with one fixed,
+deterministic evaluator: the trained digits supernet, every child evaluated once and
+cached on disk (so all 45 runs, and later invocations, share the evaluations).
+
+Prints, per strategy, the evaluations needed to reach the hypervolume random search
+reaches with 1000 (the mean over seeds). Target for nsga2: at most 250.
+
+    python benchmarks/search_efficiency.py [--supernet runs/digits/supernet.pt]
+    python benchmarks/search_efficiency.py --evaluator oracle   # synthetic landscape
+
+Without a trained checkpoint it trains the default one first (supernet.train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas_search import OracleEvaluator, SearchProblem, Session, SupernetEvaluator
+from nas_search.pareto import hypervolume_curve
+from nas_search.problem import Constraints, parse_count
+from nas_search.results import read_results, write_csv
+from nas_search.strategies import STRATEGIES
+
+STEP = 5  # hypervolume sampled every STEP evaluations
+
+
+class CachedEvaluator:
+    """An evaluator whose answers are kept by arch, in memory and in a CSV on disk."""
+
+    def __init__(self, inner, path: Path | None):
+        self.inner, self.path, self.name = inner, path, inner.name
+        self.space = inner.space
+        self.rows: dict[str, dict] = {}
+        if path is not None and path.is_file():
+            cached = read_results(path)
+            cached = cached[cached["evaluator"] == inner.name]
+            self.rows = {r["arch"]: r for r in cached.to_dict("records")}
+        self.evaluated = 0
+
+    def evaluate(self, archs):
+        new = [a for a in dict.fromkeys(archs) if str(a) not in self.rows]
+        if new:
+            for r in self.inner.evaluate(new).to_dict("records"):
+                self.rows[r["arch"]] = r
+            self.evaluated += len(new)
+            if self.path is not None:
+                write_csv(pd.DataFrame(list(self.rows.values())), self.path)
+        return pd.DataFrame([self.rows[str(a)] for a in archs])
+
+
+def hv_at(curve: np.ndarray, target: float) -> int | None:
+    """Evaluations at which a hypervolume curve first reaches `target` (None: never)."""
+    hit = np.flatnonzero(curve >= target - 1e-12)
+    return int((hit[0] + 1) * STEP) if len(hit) else None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--supernet", default="runs/digits/supernet.pt")
+    p.add_argument("--evaluator", choices=("supernet", "oracle"), default="supernet")
+    p.add_argument("--cache", default=None, help="CSV of cached evaluations "
+                   "(default: next to the checkpoint)")
+    p.add_argument("--budgets", default="100,300,1000")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--max-macs", default=None)
+    args = p.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    if args.evaluator == "oracle":
+        from supernet import load_space
+
+        evaluator = CachedEvaluator(OracleEvaluator(load_space("tiny")), None)
+    else:
+        ckpt = Path(args.supernet)
+        if not ckpt.is_file():
+            from supernet.train import TrainConfig, train
+
+            ckpt = train(TrainConfig(out=ckpt.parent))
+        cache = Path(args.cache) if args.cache else ckpt.parent / "evaluations.csv"
+        evaluator = CachedEvaluator(SupernetEvaluator.from_checkpoint(ckpt, device="cpu"), cache)
+    max_macs = parse_count(args.max_macs, "--max-macs") if args.max_macs else None
+    problem = SearchProblem(evaluator.space, constraints=Constraints(max_macs=max_macs))
+    print(f"evaluator {evaluator.name}; objectives top-1 / MACs; max MACs {args.max_macs}; "
+          f"budgets {budgets}; seeds 0..{args.seeds - 1}", flush=True)
+
+    curves: dict[tuple[str, int], list[np.ndarray]] = {}
+    t0 = time.perf_counter()
+    for budget in budgets:
+        for name in sorted(STRATEGIES):
+            for seed in range(args.seeds):
+                session = Session(problem, evaluator, strategy=name, budget=budget, seed=seed)
+                table = STRATEGIES[name](session)
+                ns = list(range(STEP, len(table) + 1, STEP))
+                curves.setdefault((name, budget), []).append(
+                    np.array(hypervolume_curve(table, problem, ns)))
+            finals = [c[-1] for c in curves[(name, budget)]]
+            print(f"budget {budget:5d}  {name:<12} final HV {np.mean(finals):.4f} "
+                  f"+- {np.std(finals):.4f}   ({evaluator.evaluated} children evaluated so "
+                  f"far, {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    top = max(budgets)
+    target = float(np.mean([c[-1] for c in curves[("random", top)]]))
+    print(f"\nhypervolume random search reaches with {top} evaluations (mean of "
+          f"{args.seeds} seeds): {target:.4f}")
+    print("evaluations needed to reach it (per seed, in the budget-"
+          f"{top} runs; '-' = not reached):")
+    for name in sorted(STRATEGIES):
+        hits = [hv_at(c, target) for c in curves[(name, top)]]
+        reached = [h for h in hits if h is not None]
+        med = f"median {int(np.median(reached))}" if reached else "never"
+        print(f"  {name:<12} {med:<12} seeds: "
+              f"{' '.join('-' if h is None else str(h) for h in hits)}")
+
+
+if __name__ == "__main__":
+    main()
