@@ -28,6 +28,7 @@ from supernet.train import (
     TrainConfig,
     make_scheduler,
     param_groups,
+    resolved,
     sandwich_children,
     sandwich_step,
     train,
@@ -91,12 +92,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="fix the epochs instead")
     p.add_argument("--data", default=f"npz:{DATA}")
     p.add_argument("--out", default="runs/cifar_quality")
-    p.add_argument("--threads", type=int, default=TrainConfig().threads)
+    p.add_argument("--threads", type=int, default=0, help="0: as nas-train")
     a = p.parse_args()
-    torch.set_num_threads(a.threads or torch.get_num_threads())
-    cfg = TrainConfig(space="tiny", data=a.data, out=str(Path(a.out) / "supernet"),
-                      resume=True, threads=a.threads, quiet=True, batch_size=128, lr=0.2,
-                      warmup_epochs=1, calib_images=1024)
+    cfg = resolved(TrainConfig(space="tiny", data=a.data, out=str(Path(a.out) / "supernet"),
+                               resume=True, threads=a.threads, quiet=True, batch_size=128,
+                               lr=0.2, warmup_epochs=1, calib_images=1024))
+    torch.set_num_threads(cfg.threads)
     data = load_data(cfg.data, max(load_space(cfg.space).resolutions), cfg.seed)
     epochs = a.epochs
     if epochs is None:

@@ -3,9 +3,9 @@
 Eval mode, torch.no_grad, batch 16, 2 threads: the smallest attentive-mbv3 child at
 192 px and the largest at 288 px. The two forms are timed in pairs, alternating which
 goes first (so machine noise hits both alike); the median of the timed runs after
-warm-up is reported, with the
-ratio supernet / exported (target <= 1.05) and AttentiveNAS's own figures from
-/work/shared/bench/attentivenas_workload.json for reference.
+warm-up is reported, with the ratio supernet / exported (target <= 1.05) and
+AttentiveNAS's own figures from /work/shared/bench/attentivenas_workload.json for
+reference. On a busy machine two-thread timings swing widely; `--threads 1` is steadier.
 
     python benchmarks/dynamic_vs_static.py --runs 10
 """

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from supernet import ElasticSupernet, load_space
 from supernet.evaluation import calibrate_bn
 from supernet.space import Arch, SearchSpace
-from supernet.train import Sandwich, TrainConfig, sandwich_step
+from supernet.train import Sandwich, TrainConfig, resolved, sandwich_step
 
 WORKLOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "attentivenas_workload.json"
-CFG = TrainConfig()  # label smoothing, clipping, channels_last as in training
+CFG = resolved(TrainConfig())  # label smoothing, clipping, channels_last as in training
 _FMT = torch.channels_last if CFG.channels_last else torch.contiguous_format
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .problem import OBJECTIVES, format_count, parse_accuracy, parse_count, parse_latency
+from .results import best_per_target
 from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
 from .strategies import STRATEGIES
 
@@ -100,6 +101,9 @@ def search_parser() -> argparse.ArgumentParser:
                    help="nsga2 population (default 70)")
     p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
                    help="nsga2 share of offspring mutated (default 0.8)")
+    p.add_argument("--threads", type=_arg(_positive_int, "--threads"),
+                   help="torch CPU threads (default torch's own); 1 can be much faster "
+                        "on a machine shared with other jobs")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the search saved in DIR with its own settings")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -108,16 +112,19 @@ def search_parser() -> argparse.ArgumentParser:
 
 _FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
            "weights", "max_macs", "max_params", "min_acc", "max_latency", "targets",
-           "calib_images", "val_images", "pop_size", "mutation_ratio")
+           "calib_images", "val_images", "pop_size", "mutation_ratio", "threads")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     given = {f: getattr(args, f) for f in _FIELDS if getattr(args, f) is not None}
     if args.resume is not None:
-        if given:
+        search = [k for k in given if k != "threads"]
+        if search:
             raise UsageError(f"--resume takes its settings from the saved run; drop "
-                             f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-        return resume_config(args.resume)
+                             f"{', '.join('--' + k.replace('_', '-') for k in search)}")
+        cfg = resume_config(args.resume)
+        cfg.threads = given.get("threads", cfg.threads)
+        return cfg
     return SearchConfig(**given)
 
 
@@ -126,13 +133,13 @@ def _search(argv: Sequence[str]) -> int:
     cfg = _config(args)
     session = run_search(cfg, quiet=args.quiet)
     if session.main:
-        c = session.counts
-        print(f"nas-search {cfg.strategy}: {c.evaluated} evaluated, {c.rejected_by_cost} "
-              f"rejected by cost, {c.cached} cached, {session.elapsed_s:.0f} s; wrote "
-              f"{cfg.out}/{{results.csv, front.csv, summary.json, pareto.png, "
-              f"hypervolume.png}}")
-        from .results import best_per_target
-
+        c, h = session.counts, session.history[-1]
+        print(f"nas-search {cfg.strategy}: {c.evaluated} evaluated ({c.rejected_by_cost} "
+              f"rejected by cost, {c.cached} cached, {c.replayed} from the saved table), "
+              f"{session.step} {session.step_label}s, {h['feasible']} feasible, "
+              f"HV {h['hypervolume']:.4f}, {session.elapsed_s:.0f} s")
+        print(f"wrote {cfg.out}/: results.csv front.csv summary.json pareto.png "
+              "hypervolume.png")
         for target, best in best_per_target(session.table(), session.problem).items():
             where = "overall" if target == "all" else f"under {target} MACs"
             if best is None:

@@ -59,6 +59,7 @@ class SearchConfig:
     val_images: int | None = None
     pop_size: int = 70
     mutation_ratio: float = 0.8
+    threads: int = 0  # torch CPU threads; 0: torch's default
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -89,10 +90,13 @@ class SearchConfig:
         return {}
 
 
+RUN_ONLY = ("out", "threads")  # settings that do not change what a search computes
+
+
 def _same_search(saved: dict, cfg: SearchConfig) -> bool:
-    """Whether saved settings describe the search `cfg` (the out path aside)."""
+    """Whether saved settings describe the search `cfg` (RUN_ONLY aside)."""
     now = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as saved
-    return all(saved.get(k) == v for k, v in now.items() if k != "out")
+    return all(saved.get(k) == v for k, v in now.items() if k not in RUN_ONLY)
 
 
 def resume_config(out: str | Path) -> SearchConfig:
@@ -178,6 +182,8 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
     if saved_state is not None and not _same_search(saved_state.get("settings", {}), cfg):
         raise ValueError(f"out: {str(out)!r} holds a search with other settings; continue "
                          f"it with --resume {out} or choose another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = _device()
     started, main = _start_distributed(device)
     try:

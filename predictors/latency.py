@@ -135,7 +135,7 @@ def measure_layers_ms(layers: Sequence[nn.Module], x: torch.Tensor, warmup: int 
     next), over `repeats` runs after `warmup` untimed ones. Timing layers inside a running
     network, not one layer in a loop, charges each with refetching its weights and inputs
     as a real forward pass does; the median, not the mean, because the machine is shared."""
-    def run(h: torch.Tensor, times: list[float] | None) -> None:
+    def run(h: torch.Tensor, times: list[list[float]] | None) -> None:
         for i, layer in enumerate(layers):
             start = timer()
             h = layer(h)

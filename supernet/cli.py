@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="dropout of the largest child (default: the space's)")
     a("--bf16", action="store_true", help="bfloat16 autocast")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last,
-      help="NHWC memory format (default %(default)s)")
+      help="NHWC memory format (default: on CPU only)")
     a("--sync-bn", action="store_true", help="batch statistics over all torchrun processes")
-    a("--threads", type=int, default=d.threads, help="torch CPU threads (default: torch's)")
+    a("--threads", type=int, default=d.threads,
+      help="torch CPU threads per process (default 0: half the cores, 1 on 2 cores)")
     a("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ from .model import ElasticSupernet
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
 __all__ = ["EvalResult", "Sandwich", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
-           "make_scheduler", "param_groups", "sandwich_children", "sandwich_step", "train"]
+           "make_scheduler", "param_groups", "resolved", "sandwich_children", "sandwich_step",
+           "train"]
 
 FLOOR = 0.05  # BigNAS: the LR decays exponentially, then stays at 5% of its initial value
 FLOOR_AT = 2 / 3  # ...from 2/3 of the decay span on (0.97 every 2.4 epochs: 236 of 360)
@@ -60,10 +61,10 @@ class TrainConfig:
 
     space: str = "tiny"  # built-in space name or YAML path
     data: str = "digits"  # see supernet.data.DATA_SPECS
-    epochs: int = 40
+    epochs: int = 8  # the default digits run: about 2.5 min on 2 CPU cores (README)
     batch_size: int = 64  # global: split over the processes of a torchrun job
     lr: float = 0.1  # SGD, Nesterov momentum 0.9
-    warmup_epochs: float = 2.0
+    warmup_epochs: float = 1.0
     num_random: int = 2
     seed: int = 0
     out: str | Path = "runs/supernet"
@@ -77,9 +78,13 @@ class TrainConfig:
     calib_images: int = 512  # training images per BN recalibration
     dropout: float | None = None  # largest child only; None: the space's head dropout
     bf16: bool = False  # bfloat16 autocast
-    channels_last: bool = True  # NHWC: measured 1.7x faster for these nets on CPU
+    # NHWC; None: on CPU only, where it measured 1.7x faster for these nets (on a GPU
+    # every new child shape cost a slow first kernel choice with it)
+    channels_last: bool | None = None
     sync_bn: bool = False  # batch statistics over all processes of a torchrun job
-    threads: int = 0  # torch CPU threads; 0: torch's default
+    # torch CPU threads; 0: half the cores per process (1 on 2 cores): two threads were
+    # 1.5x faster on 2 idle cores but 5-10x slower on 2 cores shared with other jobs
+    threads: int = 0
     quiet: bool = False  # no progress bar
 
 
@@ -116,6 +121,14 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"device: {cfg.device!r} is not available on this machine")
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device: {cfg.device!r} is not supported; expected cpu, cuda, cuda:N")
+
+
+def resolved(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its automatic choices made (channels_last, threads; see TrainConfig)."""
+    cpu = torch.device(cfg.device).type == "cpu"
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return replace(cfg, channels_last=cpu if cfg.channels_last is None else cfg.channels_last,
+                   threads=cfg.threads or max(1, (os.cpu_count() or 2) // (2 * procs)))
 
 
 def _seed(*keys: int) -> int:
@@ -265,6 +278,7 @@ def train(cfg: TrainConfig) -> Path:
     """Train (or resume, or find already trained) the supernet of `cfg`; returns the
     path of the final checkpoint `<out>/supernet.pt`."""
     check_config(cfg)
+    cfg = resolved(cfg)
     space = load_space(cfg.space)
     out = Path(cfg.out)
     path = out / "supernet.pt"
@@ -278,8 +292,7 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError(f"data: {cfg.data!r} has {data.num_classes} classes, more than the "
                          f"{space.num_classes} of space {space.name!r}")
     threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads)
     d = setup(cfg.device)
     try:
         if cfg.batch_size % d.world or len(data.train) < cfg.batch_size:

@@ -13,6 +13,7 @@ import torch
 
 from supernet import ElasticSupernet, load_space
 from supernet.checkpoint import read_checkpoint
+from supernet.distributed import DynamicSyncBatchNorm2d, convert_sync_bn
 from supernet.train import TrainConfig, train
 
 SPACE = """
@@ -67,6 +68,21 @@ def _single(tmp_path, args: list[str], out: str, sync_bn: bool) -> dict:
 def _params(ck: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in ck["state_dict"].items()
             if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_sync_bn_keeps_the_state_and_acts_as_plain_bn_in_one_process(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    space = load_space(str(tmp_path / "space.yaml"))
+    torch.manual_seed(0)
+    net = ElasticSupernet(space)
+    ref = ElasticSupernet(space)
+    ref.load_state_dict(net.state_dict())
+    convert_sync_bn(net)
+    n_sync = sum(isinstance(m, DynamicSyncBatchNorm2d) for m in net.modules())
+    assert n_sync == sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.modules()) > 0
+    assert net.state_dict().keys() == ref.state_dict().keys()
+    x, a = torch.randn(4, 3, 16, 16), space.sample(np.random.default_rng(1))
+    assert torch.equal(net(x, a), ref(x, a))
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):

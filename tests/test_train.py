@@ -111,6 +111,26 @@ def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small
         assert torch.allclose(got[n], ref[n], atol=1e-6, rtol=1e-4), n
 
 
+def test_training_normalises_with_batch_statistics(small):
+    space = load_space(small[0])
+    net = ElasticSupernet(space)
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
+    kids = sandwich_children(space, 0, 0, 2)
+    before = Sandwich(net)(x, y, kids, 0.1, 0.0, False)[0]
+    for m in net.modules():  # running statistics must play no part in a training step
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    assert torch.equal(Sandwich(net)(x, y, kids, 0.1, 0.0, False)[0], before)
+
+
+def test_automatic_choices_channels_last_on_cpu_and_threads():
+    r = T.resolved(TrainConfig())
+    assert r.channels_last is True and r.threads >= 1
+    assert T.resolved(TrainConfig(channels_last=False, threads=3)).threads == 3
+    assert T.resolved(TrainConfig(channels_last=False)).channels_last is False
+
+
 def test_one_optimizer_step_with_weight_decay_on_weights_only_and_clipping(small, tmp_path):
     cfg = _cfg(small, tmp_path, grad_clip=1e-3, weight_decay=0.0, channels_last=False)
     space = load_space(cfg.space)

@@ -83,7 +83,7 @@ def _ranked(table: pd.DataFrame, max_macs: float | None) -> list[str]:
 def _climb(session: Session, rng: np.random.Generator, current: Arch, score, target,
            stop: int, batch: int) -> None:
     """From `current`, evaluate shuffled unseen neighbours under `target` a batch at a time
-    and move to the best of a batch as soon as it beats the current child."""
+    and move to the best of a batch as soon as it beats the current child by `score`."""
     space = session.problem.space
     best = score(current)
     while session.counts.evaluated < stop:
@@ -126,11 +126,12 @@ def _local_search(session: Session, rng: np.random.Generator, target: float | No
     space = session.problem.space
     stop = min(session.counts.evaluated + budget, session.budget)
 
-    def score(arch: Arch) -> float:
+    def score(arch: Arch) -> tuple[float, float]:
+        """Higher top-1 is better; at equal top-1 fewer MACs (accuracy often ties)."""
         row = session.lookup(arch)
         if row is None or not row["feasible"] or (target is not None and row["macs"] > target):
-            return -np.inf
-        return row["top1"]
+            return (-np.inf, -np.inf)
+        return (row["top1"], -row["macs"])
 
     starts = [space.parse(a) for a in _ranked(session.table(), target)[:top_k]]
     if not starts and session.cost_ok(space.min_arch(), target):
