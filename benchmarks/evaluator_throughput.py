@@ -20,6 +20,7 @@ import dataclasses
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +68,14 @@ def bn_recalibration(repeats: int) -> None:
     for tag, arch in cases:
         x = resize(normalize(data.train.x, data), arch.resolution)
         loader = [(x[i:i + 16], None) for i in range(0, 64, 16)]
-        base[tag] = _median_time(lambda: calibrate_bn(net, arch, loader, 64), repeats)
+        base[tag] = _median_time(partial(calibrate_bn, net, arch, loader, 64), repeats)
     ev = SupernetEvaluator(net, data, calib_images=64, batch_size=16, device="cpu")
     print(f"BN recalibration, attentive-mbv3, 64 images, batch 16, {torch.get_num_threads()} "
           f"threads (median of {repeats} after a warm-up)")
     print(f"{'child':<14}{'evaluator':>11}{'supernet':>11}{'AttentiveNAS':>14}{'ratio':>8}")
     for tag, arch in cases:
-        ev._inputs(arch.resolution)  # images are resized once per resolution, not per child
-        ours = _median_time(lambda: ev.calibrated_child(arch), repeats)
+        ev.inputs(arch.resolution)  # images are resized once per resolution, not per child
+        ours = _median_time(partial(ev.calibrated_child, arch), repeats)
         key = f"{tag}_child_{arch.resolution}"
         theirs = ref.get(key, float("nan"))
         print(f"{tag + ' @' + str(arch.resolution) + ' px':<14}{ours:>10.2f}s{base[tag]:>10.2f}s"

@@ -188,7 +188,7 @@ class SupernetEvaluator:
         kwargs.setdefault("name", f"supernet-{file_digest(path)}")
         return cls(net, dataset, **kwargs)
 
-    def _inputs(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(calibration images, val images, val labels) at `resolution`, on the device."""
         if resolution not in self._prepared:
             d = self.data
@@ -210,7 +210,7 @@ class SupernetEvaluator:
 
     def calibrated_child(self, arch: Arch) -> nn.Module:
         """Child `arch` exported, with BN statistics recalibrated on the fixed images."""
-        calib = self._inputs(arch.resolution)[0]
+        calib = self.inputs(arch.resolution)[0]
         child = _Child(self.net.export(arch)).to(self.device, memory_format=self.memory_format)
         for m in child.modules():
             # every activation of an exported child acts on a fresh conv/BN output
@@ -224,7 +224,7 @@ class SupernetEvaluator:
         t = time.perf_counter()
         child = self.calibrated_child(arch)
         t_calib = time.perf_counter() - t
-        _, val_x, val_y = self._inputs(arch.resolution)
+        _, val_x, val_y = self.inputs(arch.resolution)
         res = evaluate(child, arch, self._batches(val_x, val_y))
         row = {"arch": str(arch), "top1": res.top1, "loss": res.loss,
                "evaluator": self.name, "eval_time_s": time.perf_counter() - t,

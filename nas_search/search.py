@@ -203,7 +203,10 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
                           seed=cfg.seed, out=out, settings=settings, saved=saved,
                           elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
                           quiet=quiet, main=main)
-        STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
+        try:
+            STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
+        finally:
+            session.close()
         if main:
             finish(session, cfg)
     finally:

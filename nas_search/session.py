@@ -73,6 +73,19 @@ class Session:
         self._rejected: set[Arch] = set()
         self._saved = _saved_metrics(saved, evaluator.name)
         self._elapsed0, self._t0 = float(elapsed_s), time.perf_counter()
+        self.chunk = 32  # children per evaluator call
+        self._bar = None
+        if main and not quiet:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.budget, desc=strategy, unit="eval", leave=False,
+                             dynamic_ncols=True, file=sys.stderr)
+
+    def close(self) -> None:
+        """End the progress bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     # ---- what strategies ask -----------------------------------------------------
     @property
@@ -120,21 +133,26 @@ class Session:
         if len(new) > self.remaining:
             raise RuntimeError(f"{self.strategy}: asked for {len(new)} evaluations with "
                                f"{self.remaining} left in the budget")
-        fresh = [a for a in new if str(a) not in self._saved]
-        metrics = {}
-        if fresh:
-            table = self.evaluator.evaluate(fresh)
-            check_output(self.evaluator, fresh, table)
-            metrics = dict(zip(fresh, table.to_dict("records")))
-        for a in new:  # rows in request order, whatever their source
-            if a in metrics:
-                m = metrics[a]
-            else:
-                m = self._saved[str(a)]
-                self.counts.replayed += 1
-            self._add_row(a, m)
-        if new:
+        # in chunks, so that the table on disk and the progress bar keep up with a long
+        # generation, and a kill loses at most one chunk of evaluations
+        for i in range(0, len(new), self.chunk):
+            part = new[i:i + self.chunk]
+            fresh = [a for a in part if str(a) not in self._saved]
+            metrics = {}
+            if fresh:
+                table = self.evaluator.evaluate(fresh)
+                check_output(self.evaluator, fresh, table)
+                metrics = dict(zip(fresh, table.to_dict("records")))
+            for a in part:  # rows in request order, whatever their source
+                if a in metrics:
+                    m = metrics[a]
+                else:
+                    m = self._saved[str(a)]
+                    self.counts.replayed += 1
+                self._add_row(a, m)
             self._write_results()
+            if self._bar is not None:
+                self._bar.update(len(part))
         out = pd.DataFrame([self._by_arch.get(a) or self._rejected_row(a) for a in archs])
         out["evaluated"] = [a in self._by_arch for a in archs]
         out["feasible"] = out["feasible"].astype(bool)
@@ -149,12 +167,12 @@ class Session:
             "step": self.step, "evaluations": self.counts.evaluated,
             "feasible": int(feasible.sum()), "best_top1": best,
             "hypervolume": table_hypervolume(table, self.problem)})
-        if self.main and not self.quiet:
+        if self._bar is not None:
             h = self.history[-1]
-            print(f"[{self.strategy}] {self.step_label} {self.step:3d}  "
-                  f"evals {h['evaluations']}/{self.budget}  feasible {h['feasible']}  "
-                  f"rejected {self.counts.rejected_by_cost}  best top-1 {100 * best:.2f}%  "
-                  f"HV {h['hypervolume']:.4f}", file=sys.stderr, flush=True)
+            self._bar.write(f"[{self.strategy}] {self.step_label} {self.step:3d}  "
+                            f"evals {h['evaluations']}/{self.budget}  feasible {h['feasible']}"
+                            f"  rejected {self.counts.rejected_by_cost}  best top-1 "
+                            f"{100 * best:.2f}%  HV {h['hypervolume']:.4f}", file=sys.stderr)
         self.step += 1
         self.write_state(complete=False)
 

@@ -28,11 +28,18 @@ def children(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
     return [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(n)]
 
 
+def image(space: SearchSpace, arch: Arch, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A seeded batch of random images at the test size for `arch`."""
+    px = TEST_PX.get(space.name, arch.resolution)
+    return torch.randn(batch, 3, px, px, generator=torch.Generator().manual_seed(seed))
+
+
 def randomise(net: ElasticSupernet, seed: int = 0) -> ElasticSupernet:
     """Random BN statistics, gammas, betas and biases, so that a wrong slice would show.
 
-    The BN statistics start from those of the largest child on a random batch (so that
-    activations neither vanish into slow denormals nor blow up), then are perturbed.
+    The BN statistics start from those of the largest child on a random batch, then are
+    perturbed: with the default statistics an untrained net in eval mode shrinks its
+    activations layer by layer (logits ~1e-8), which would hide differences.
     """
     g = torch.Generator().manual_seed(seed)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -55,11 +62,6 @@ def randomise(net: ElasticSupernet, seed: int = 0) -> ElasticSupernet:
             m.running_mean.add_(0.2 * std * torch.randn(std.shape, generator=g))
             m.running_var.mul_(torch.empty_like(std).uniform_(0.5, 2.0, generator=g))
     return net
-
-
-def image(space: SearchSpace, arch: Arch, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    px = TEST_PX.get(space.name, arch.resolution)
-    return torch.randn(batch, 3, px, px, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module", autouse=True)
