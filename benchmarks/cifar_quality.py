@@ -24,7 +24,6 @@ from supernet.data import DataSet, batches, calib_batches, load_data
 from supernet.evaluation import calibrate_bn, evaluate
 from supernet.space import Arch
 from supernet.train import (
-    Sandwich,
     TrainConfig,
     make_scheduler,
     param_groups,
@@ -54,8 +53,7 @@ def top1(net: ElasticSupernet, arch: Arch, data: DataSet, cfg: TrainConfig) -> f
 def train_alone(arch: Arch, data: DataSet, cfg: TrainConfig) -> ElasticSupernet:
     """Train one child from scratch with the largest child's recipe, no distillation."""
     torch.manual_seed(cfg.seed)
-    net = ElasticSupernet(cfg.space).to(memory_format=_fmt(cfg))
-    model = Sandwich(net)  # with one child: label loss, smoothing and dropout only
+    net = ElasticSupernet(cfg.space)
     steps = len(data.train) // cfg.batch_size
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9,
                           nesterov=True)
@@ -65,7 +63,8 @@ def train_alone(arch: Arch, data: DataSet, cfg: TrainConfig) -> ElasticSupernet:
     for epoch in range(cfg.epochs):
         for x, y in batches(data.train, data, cfg.batch_size, seed=1000 + epoch, train=True,
                             drop_last=True):
-            sandwich_step(model, opt, x, y, [arch], cfg, dropout)
+            # one child: the label loss with smoothing and dropout, nothing distilled
+            sandwich_step(net, opt, x, y, [arch], cfg, dropout)
             sched.step()
     return net
 
@@ -73,14 +72,14 @@ def train_alone(arch: Arch, data: DataSet, cfg: TrainConfig) -> ElasticSupernet:
 def probe_step_seconds(cfg: TrainConfig, data: DataSet, n: int = 4) -> float:
     """Median seconds of a sandwich step at the configured batch, to size the budget."""
     space = load_space(cfg.space)
-    net = ElasticSupernet(space).to(memory_format=_fmt(cfg))
+    net = ElasticSupernet(space)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x, y = next(iter(batches(data.train, data, cfg.batch_size, train=True)))
     ts = []
     for s in range(n + 1):
         t = time.perf_counter()
-        sandwich_step(Sandwich(net), opt, x, y, sandwich_children(space, 0, s, cfg.num_random),
-                      cfg, space.dropout)
+        sandwich_step(net, opt, x, y, sandwich_children(space, 0, s, cfg.num_random), cfg,
+                      space.dropout)
         ts.append(time.perf_counter() - t)
     return float(np.median(ts[1:]))
 

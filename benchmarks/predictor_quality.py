@@ -112,21 +112,42 @@ def main(argv: list[str] | None = None) -> None:
               + f"{'fit s':>8}")
         proxy_tau = rank_metrics(y[test], proxy[test]).kendall_tau
         print(f"{'macs (no fit)':<14}" + "".join(f"{proxy_tau:>16.3f}" for _ in args.sizes))
+        notes = False
         for name in args.predictors:
             cells, fit_s = [], []
             for n in args.sizes:
-                taus = []
-                for r in range(args.repeats):
-                    rng = np.random.default_rng([args.seed, n, r])
-                    train = pool if n >= pool_n else rng.choice(pool, n, replace=False)
-                    est = make_predictor(name, random_state=r)
-                    t = time.perf_counter()
-                    est.fit(X[train], y[train])
-                    fit_s.append(time.perf_counter() - t)
-                    taus.append(rank_metrics(y[test], est.predict(X[test])).kendall_tau)
-                cells.append(f"{np.mean(taus):.3f} ± {np.std(taus):.3f}")
+                taus, secs = held_out_taus(name, X, y, pool, test, n, args.repeats, args.seed)
+                cells.append(tau_cell(taus))
+                fit_s += secs
             print(f"{name:<14}" + "".join(f"{c:>16}" for c in cells)
                   + f"{np.mean(fit_s):>8.1f}", flush=True)
+            notes |= any(c.endswith("*") for c in cells)
+        if notes:
+            print("* some fits predicted one value for every test child: tau is undefined "
+                  "there and counted as 0 (chance)")
+
+
+def held_out_taus(name: str, X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray,
+                  n: int, repeats: int, seed: int) -> tuple[list[float], list[float]]:
+    """Kendall tau on `test` of predictor `name` fit on `repeats` random `n`-subsets of
+    `pool` (the whole pool when n covers it), and the fit times in seconds."""
+    taus, secs = [], []
+    for r in range(repeats):
+        rng = np.random.default_rng([seed, n, r])
+        train = pool if n >= len(pool) else rng.choice(pool, n, replace=False)
+        est = make_predictor(name, random_state=r)
+        t = time.perf_counter()
+        est.fit(X[train], y[train])
+        secs.append(time.perf_counter() - t)
+        taus.append(rank_metrics(y[test], est.predict(X[test])).kendall_tau)
+    return taus, secs
+
+
+def tau_cell(taus: list[float]) -> str:
+    """'mean ± sd', with NaN (a constant prediction ranks nothing) counted as 0 and starred."""
+    flat = bool(np.isnan(taus).any())
+    taus = np.nan_to_num(taus, nan=0.0)
+    return f"{np.mean(taus):.3f} ± {np.std(taus):.3f}" + "*" * flat
 
 
 if __name__ == "__main__":

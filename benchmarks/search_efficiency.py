@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from nas_search import OracleEvaluator, SearchProblem, Session, SupernetEvaluator
 from nas_search.pareto import hypervolume_curve
@@ -105,7 +106,10 @@ def main() -> None:
     p.add_argument("--budgets", default="100,300,1000")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--max-macs", default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
     if args.evaluator == "oracle":
         from supernet import load_space

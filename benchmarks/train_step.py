@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from supernet import ElasticSupernet, load_space
 from supernet.evaluation import calibrate_bn
 from supernet.space import Arch, SearchSpace
-from supernet.train import Sandwich, TrainConfig, resolved, sandwich_step
+from supernet.train import TrainConfig, resolved, sandwich_step
 
 WORKLOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "attentivenas_workload.json"
 CFG = resolved(TrainConfig())  # label smoothing, clipping, channels_last as in training
@@ -47,7 +47,7 @@ def _median_time(fn, steps: int, warmup: int = 2) -> float:
 
 def _setup(space: SearchSpace, res: int, batch: int):
     torch.manual_seed(0)
-    net = ElasticSupernet(space).to(memory_format=_FMT).train()
+    net = ElasticSupernet(space).train()  # inputs channels_last, as in training
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                           weight_decay=1e-5)
     x = torch.randn(batch, 3, res, res).contiguous(memory_format=_FMT)
@@ -66,8 +66,7 @@ def step_vs_ideal(name: str, res: int, batch: int, steps: int) -> None:
     space = load_space(name)
     kids = _children(space, res)
     net, opt, x, y = _setup(space, res, batch)
-    model = Sandwich(net)
-    step = _median_time(lambda: sandwich_step(model, opt, x, y, kids, CFG, space.dropout), steps)
+    step = _median_time(lambda: sandwich_step(net, opt, x, y, kids, CFG, space.dropout), steps)
 
     def alone(a: Arch):
         def run():
@@ -88,7 +87,6 @@ def replay(steps_cap: int | None) -> None:
     space = load_space(w["space"])
     res, batch = w["input_resolution"], w["batch"]
     net, opt, x, y = _setup(space, res, batch)
-    model = Sandwich(net)
     steps = [[space.arch_from_dict(c) for c in s["children"]] for s in w["steps"]]
     if steps_cap:
         steps = steps[:steps_cap]
@@ -96,7 +94,7 @@ def replay(steps_cap: int | None) -> None:
     for kids in steps:  # all children at the workload's resolution, as recorded
         kids = [dataclasses.replace(a, resolution=res) for a in kids]
         t = time.perf_counter()
-        sandwich_step(model, opt, x, y, kids, CFG, space.dropout)
+        sandwich_step(net, opt, x, y, kids, CFG, space.dropout)
         ts.append(time.perf_counter() - t)
     ref = w["reference"]
     ours = statistics.median(ts[2:])  # the first 2 steps are warm-up, as in the reference

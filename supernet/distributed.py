@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 from .ops import DynamicBatchNorm2d
@@ -52,6 +51,23 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over all processes; the gradient is summed likewise, as every rank's loss
+    depends on the summed statistics."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        g = g.clone()
+        dist.all_reduce(g)
+        return g
+
+
 def _syncing() -> bool:
     # Only training forwards synchronise (grad enabled): BN calibration and evaluation
     # run on rank 0 alone and must not wait for the others.
@@ -69,8 +85,8 @@ class DynamicSyncBatchNorm2d(DynamicBatchNorm2d):
         c = x.shape[1]
         xf = x.float()
         count = torch.full((1,), xf.numel() // c, dtype=xf.dtype, device=xf.device)
-        stats = dist_fn.all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
-                                              count]))
+        stats = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
+                                               count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)

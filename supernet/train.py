@@ -41,7 +41,7 @@ from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
-__all__ = ["EvalResult", "Sandwich", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
+__all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
            "make_scheduler", "param_groups", "resolved", "sandwich_children", "sandwich_step",
            "train"]
 
@@ -149,30 +149,6 @@ def _at(x: torch.Tensor, resolution: int, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-class Sandwich(nn.Module):
-    """One sandwich step as one forward returning (summed loss, largest's loss, mean
-    distillation loss), so DDP sees every child in one graph and reduces once a step.
-
-    One backward of the summed losses gives the gradients that one backward per child
-    would accumulate, at the cost of holding every child's activations at once.
-    """
-
-    def __init__(self, net: ElasticSupernet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, children: list[Arch],
-                label_smoothing: float, dropout: float, channels_last: bool):
-        big, *rest = children
-        out = self.net(_at(x, big.resolution, channels_last), big, dropout=dropout).float()
-        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
-        soft = out.detach().softmax(1)  # inplace distillation: the largest child teaches
-        kd = [F.cross_entropy(self.net(_at(x, a.resolution, channels_last), a).float(), soft)
-              for a in rest]
-        kd_sum = torch.stack(kd).sum() if kd else torch.zeros((), device=x.device)
-        return loss + kd_sum, loss.detach(), kd_sum.detach() / max(len(kd), 1)
-
-
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
@@ -180,17 +156,39 @@ def _autocast(device: torch.device, bf16: bool):
 def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
                   y: torch.Tensor, children: list[Arch], cfg: TrainConfig,
                   dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step of `model` (a Sandwich, possibly inside DDP): forward and
-    backward of every child, gradient clipping, one optimizer step. Returns the
-    (largest child's loss, mean distillation loss), detached."""
+    """One training step: the first child (the largest) learns the labels, with label
+    smoothing and dropout; every other child learns its detached soft labels (inplace
+    distillation). Each child's backward adds to the gradients, then clipping and one
+    optimizer step. `model` is the supernet or DDP around it. Returns the largest
+    child's loss and the mean distillation loss, detached."""
     opt.zero_grad(set_to_none=True)
-    with _autocast(x.device, cfg.bf16):
-        total, loss, kd = model(x, y, children, cfg.label_smoothing, dropout, cfg.channels_last)
-    total.backward()
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    last = len(children) - 1
+
+    def sync(i: int):  # DDP reduces the accumulated gradients once: in the last backward
+        return model.no_sync() if ddp and i < last else nullcontext()
+
+    def logits(arch: Arch, dropout: float = 0.0) -> torch.Tensor:
+        with _autocast(x.device, cfg.bf16):
+            return model(_at(x, arch.resolution, cfg.channels_last), arch,
+                         dropout=dropout).float()
+
+    big, *rest = children
+    with sync(0):
+        out = logits(big, dropout)
+        loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+        loss.backward()
+    soft = out.detach().softmax(1)  # inplace distillation: the largest child teaches
+    kd_sum = torch.zeros((), device=x.device)
+    for i, arch in enumerate(rest, 1):
+        with sync(i):
+            kd = F.cross_entropy(logits(arch), soft)
+            kd.backward()
+        kd_sum += kd.detach()
     if cfg.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return loss, kd
+    return loss.detach(), kd_sum / max(len(rest), 1)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, total_steps: int,
@@ -313,15 +311,14 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         net.load_state_dict(prev["state_dict"])
     if cfg.sync_bn and d.world > 1:
         convert_sync_bn(net)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net.to(d.device, memory_format=fmt)
-    model: nn.Module = Sandwich(net)
+    net.to(d.device)  # channels_last goes on the inputs; activations follow them
+    model: nn.Module = net
     if d.world > 1:
-        # Children skip layers, and a layer can be idle in a whole step (e.g. a shortcut
-        # conv that the largest child does not need), hence find_unused_parameters.
+        # The last backward of a step (the smallest child's) leaves layers idle. Buffers
+        # (BN running statistics) follow rank 0: training does not read them.
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device] if d.device.type == "cuda" else None,
-            broadcast_buffers=False, find_unused_parameters=True)
+            net, device_ids=[d.device] if d.device.type == "cuda" else None,
+            find_unused_parameters=True)
     steps = len(data.train) // cfg.batch_size
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9,
                           nesterov=True)

@@ -17,7 +17,6 @@ from supernet.checkpoint import read_checkpoint
 from supernet.data import load_data, resize
 from supernet.train import (
     FLOOR,
-    Sandwich,
     TrainConfig,
     calibrate_bn,
     evaluate,
@@ -87,9 +86,10 @@ def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small
         torch.nn.init.normal_(p, 0, 0.3) if p.ndim == 1 else None
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
     kids = sandwich_children(space, 0, 3, 2)
+    cfg = TrainConfig(label_smoothing=0.1, grad_clip=0.0, channels_last=False)
     torch.manual_seed(1)
-    total, loss, kd = Sandwich(net)(x, y, kids, 0.1, 0.3, False)
-    total.backward()
+    loss, kd = sandwich_step(net, torch.optim.SGD(net.parameters(), lr=0.0), x, y, kids, cfg,
+                             dropout=0.3)
     got = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     # the reference: one backward per child, dropout and smoothing on the largest alone
     net.zero_grad()
@@ -116,12 +116,15 @@ def test_training_normalises_with_batch_statistics(small):
     net = ElasticSupernet(space)
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
     kids = sandwich_children(space, 0, 0, 2)
-    before = Sandwich(net)(x, y, kids, 0.1, 0.0, False)[0]
+    cfg = TrainConfig(channels_last=False)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    before = sandwich_step(net, opt, x, y, kids, cfg, 0.0)
     for m in net.modules():  # running statistics must play no part in a training step
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(5.0)
             m.running_var.fill_(9.0)
-    assert torch.equal(Sandwich(net)(x, y, kids, 0.1, 0.0, False)[0], before)
+    after = sandwich_step(net, opt, x, y, kids, cfg, 0.0)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
 
 
 def test_automatic_choices_channels_last_on_cpu_and_threads():
@@ -144,7 +147,7 @@ def test_one_optimizer_step_with_weight_decay_on_weights_only_and_clipping(small
     opt.step = lambda: calls.append(1) or step()
     before = [p.detach().clone() for p in net.parameters()]
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
-    sandwich_step(Sandwich(net), opt, x, y, sandwich_children(space, 0, 0, 2), cfg, 0.0)
+    sandwich_step(net, opt, x, y, sandwich_children(space, 0, 0, 2), cfg, 0.0)
     assert calls == [1]  # four children, one optimizer step (and so one weight decay)
     moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(net.parameters(), before)))
     assert 0 < moved <= 1e-3 * 1.0001  # lr 1: the step is the clipped gradient
