@@ -269,7 +269,8 @@ def _batch(split: Split, data: DataSet, idx: torch.Tensor, seed: int | None,
 class _Batches(torch.utils.data.Dataset):
     """Batch i of one epoch, so DataLoader workers can build batches in parallel."""
 
-    def __init__(self, split, data, chunks, seeds, part):
+    def __init__(self, split: Split, data: DataSet, chunks: list[torch.Tensor],
+                 seeds: list[int | None], part: tuple[int, int]):
         self.split, self.data, self.chunks, self.seeds, self.part = split, data, chunks, seeds, part
 
     def __len__(self) -> int:

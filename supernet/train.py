@@ -50,6 +50,7 @@ FLOOR_AT = 2 / 3  # ...from 2/3 of the decay span on (0.97 every 2.4 epochs: 236
 SCHEDULES = ("exp", "cosine")
 # How a run is executed, not what it computes: a checkpoint made with other values
 # of these still counts as the same run (resume on GPU, with more workers, ...).
+# The space counts by its content (compared apart), not by its name or path.
 RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "channels_last")
 LOG_FIELDS = ("epoch", "step", "loss", "kd_loss", "lr", "train_s", "eval_s",
               "val_top1_min", "val_top1_max")
@@ -126,9 +127,10 @@ def check_config(cfg: TrainConfig) -> None:
 def resolved(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its automatic choices made (channels_last, threads; see TrainConfig)."""
     cpu = torch.device(cfg.device).type == "cpu"
-    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return replace(cfg, channels_last=cpu if cfg.channels_last is None else cfg.channels_last,
-                   threads=cfg.threads or max(1, (os.cpu_count() or 2) // (2 * procs)))
+                   threads=cfg.threads or max(1, (cores or 2) // (2 * procs)))
 
 
 def _seed(*keys: int) -> int:

@@ -210,8 +210,8 @@ def test_nsga2_is_pymoo_with_scarlet_defaults_and_extremes_in_the_first_generati
 
 
 def test_hierarchical_mutation_changes_one_gene_of_the_drawn_level():
-    levels = gene_levels(TINY)
-    stage2 = [0, 0, 0, 1, 0]  # all mass on stage 2
+    levels = gene_levels(TINY)  # global, then one level per stage
+    stage2 = np.eye(len(levels))[3]  # all mass on stage 2
     mut = HierarchicalMutation(TINY, level_probs=stage2, prob=1.0)
     rng = np.random.default_rng(0)
     X = np.array([TINY.encode(TINY.sample(rng)) for _ in range(200)])
@@ -221,7 +221,8 @@ def test_hierarchical_mutation_changes_one_gene_of_the_drawn_level():
     assert set(changed[1]) <= set(levels[3]) and len(set(changed[1])) == 4
     assert np.all(Y < TINY.n_choices()) and np.all(Y >= 0)
     # the level draw follows the probabilities: global vs stages 1:3
-    mut = HierarchicalMutation(TINY, level_probs=[1, 1, 1, 0, 0], prob=1.0)
+    mut = HierarchicalMutation(TINY, level_probs=[1, 1, 1] + [0] * (len(levels) - 3),
+                               prob=1.0)
     Y = mut._do(None, np.repeat(X[:1], 3000, 0), random_state=rng)
     genes = np.nonzero(Y != X[:1])[1]
     share_global = np.isin(genes, levels[0]).mean()

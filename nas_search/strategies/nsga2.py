@@ -98,7 +98,7 @@ class HierarchicalMutation(Mutation):
         levels = gene_levels(space)
         probs = np.ones(len(levels)) if level_probs is None else np.asarray(level_probs, float)
         if len(probs) != len(levels) or np.any(probs < 0) or probs.sum() <= 0:
-            raise ValueError(f"level_probs: {list(probs)} must be {len(levels)} non-negative "
+            raise ValueError(f"level_probs: {probs.tolist()} must be {len(levels)} non-negative "
                              "weights (global, then one per stage)")
         # genes with a single value cannot change; levels without any are never drawn
         self.levels = [[g for g in lvl if self.n[g] > 1] for lvl in levels]
