@@ -29,7 +29,7 @@ import torch
 
 from nas_search import OracleEvaluator, SearchProblem, Session, SupernetEvaluator
 from nas_search.pareto import hypervolume_curve
-from nas_search.problem import Constraints, parse_count
+from nas_search.problem import Constraints, parse_accuracy, parse_count
 from nas_search.results import read_results, write_csv
 from nas_search.strategies import STRATEGIES
 
@@ -106,7 +106,9 @@ def main() -> None:
     p.add_argument("--budgets", default="100,300,1000")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--max-macs", default=None)
+    p.add_argument("--min-acc", default=None, help="e.g. 97%%: only children above count")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--pop-size", type=int, default=None, help="nsga2 population (default 70)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,9 +124,12 @@ def main() -> None:
     evaluator = CachedEvaluator(inner, Path(args.cache) if args.evaluator == "supernet"
                                 else None)
     max_macs = parse_count(args.max_macs, "--max-macs") if args.max_macs else None
-    problem = SearchProblem(evaluator.space, constraints=Constraints(max_macs=max_macs))
+    min_acc = parse_accuracy(args.min_acc) if args.min_acc else None
+    problem = SearchProblem(evaluator.space,
+                            constraints=Constraints(max_macs=max_macs, min_acc=min_acc))
     print(f"evaluator {evaluator.name}; objectives top-1 / MACs; max MACs {args.max_macs}; "
-          f"budgets {budgets}; seeds 0..{args.seeds - 1}", flush=True)
+          f"min top-1 {args.min_acc}; budgets {budgets}; seeds 0..{args.seeds - 1}",
+          flush=True)
 
     curves: dict[tuple[str, int], list[np.ndarray]] = {}
     t0 = time.perf_counter()
@@ -132,7 +137,9 @@ def main() -> None:
         for name in sorted(STRATEGIES):
             for seed in range(args.seeds):
                 session = Session(problem, evaluator, strategy=name, budget=budget, seed=seed)
-                table = STRATEGIES[name](session)
+                options = {"pop_size": args.pop_size} if name == "nsga2" and args.pop_size \
+                    else {}
+                table = STRATEGIES[name](session, **options)
                 ns = list(range(STEP, len(table) + 1, STEP))
                 curves.setdefault((name, budget), []).append(
                     np.array(hypervolume_curve(table, problem, ns)))

@@ -34,17 +34,6 @@ CFG = resolved(TrainConfig())  # label smoothing, clipping, channels_last as in 
 _FMT = torch.channels_last if CFG.channels_last else torch.contiguous_format
 
 
-def _median_time(fn, steps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def _setup(space: SearchSpace, res: int, batch: int):
     torch.manual_seed(0)
     net = ElasticSupernet(space).train()  # inputs channels_last, as in training
@@ -61,24 +50,38 @@ def _children(space: SearchSpace, res: int) -> list[Arch]:
     return [dataclasses.replace(a, resolution=res) for a in kids]
 
 
-def step_vs_ideal(name: str, res: int, batch: int, steps: int) -> None:
-    """Print the sandwich step time, images/s and the ratio to the separate children."""
+def step_vs_ideal(name: str, res: int, batch: int, repeats: int) -> None:
+    """Print the sandwich step time, images/s and the ratio to the separate children.
+
+    Step and children are timed in turn, round after round, so that load from other
+    jobs on a shared machine hits both alike; medians over the rounds.
+    """
     space = load_space(name)
     kids = _children(space, res)
     net, opt, x, y = _setup(space, res, batch)
-    step = _median_time(lambda: sandwich_step(net, opt, x, y, kids, CFG, space.dropout), steps)
+
+    def step():
+        sandwich_step(net, opt, x, y, kids, CFG, space.dropout)
 
     def alone(a: Arch):
-        def run():
-            net.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x, a), y).backward()
-        return run
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, a), y).backward()
 
-    parts = [_median_time(alone(a), steps) for a in kids]
+    for _ in range(2):  # warm-up: first calls pick kernels
+        step()
+        for a in kids:
+            alone(a)
+    times: list[list[float]] = [[] for _ in range(len(kids) + 1)]
+    for _ in range(repeats):
+        for i, fn in enumerate([step, *(lambda a=a: alone(a) for a in kids)]):
+            t = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t)
+    step_s, *parts = (statistics.median(t) for t in times)
     ideal = sum(parts)
-    print(f"{name:15s} {res:3d} px  batch {batch}: step {step:6.3f} s  {batch / step:6.1f} img/s"
-          f"  ideal {ideal:6.3f} s ({' + '.join(f'{p:.3f}' for p in parts)})"
-          f"  ratio {step / ideal:.3f}")
+    print(f"{name:15s} {res:3d} px  batch {batch}: step {step_s:6.3f} s  "
+          f"{batch / step_s:6.1f} img/s  ideal {ideal:6.3f} s "
+          f"({' + '.join(f'{p:.3f}' for p in parts)})  ratio {step_s / ideal:.3f}")
 
 
 def replay(steps_cap: int | None) -> None:
@@ -116,15 +119,16 @@ def replay(steps_cap: int | None) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch threads (reference: 2)")
-    p.add_argument("--steps", type=int, default=5, help="timed repeats per figure")
+    p.add_argument("--steps", type=int, default=5,
+                   help="timed rounds (tiny: 4x as many)")
     p.add_argument("--skip-replay", action="store_true")
     p.add_argument("--replay-steps", type=int, default=None, help="replay only the first N")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, channels_last "
           f"{CFG.channels_last}")
-    step_vs_ideal("tiny", 32, 16, a.steps)
-    step_vs_ideal("attentive-mbv3", 192, 16, max(2, a.steps // 2))
+    step_vs_ideal("tiny", 32, 16, 4 * a.steps)
+    step_vs_ideal("attentive-mbv3", 192, 16, a.steps)
     if not a.skip_replay:
         replay(a.replay_steps)
 

@@ -292,6 +292,15 @@ def test_cosine_bf16_and_contiguous_format_also_train(small, tmp_path):
                num_random=0)
     ck = read_checkpoint(train(cfg))
     assert ck["completed"] and math.isfinite(ck["history"][0]["loss"])
+    fp32 = read_checkpoint(train(_cfg(small, tmp_path, out=str(tmp_path / "fp32"), epochs=1,
+                                      schedule="cosine", channels_last=False, num_random=0)))
+    assert fp32["history"][0]["loss"] != ck["history"][0]["loss"]  # bf16 did compute
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_missing_gpu_is_a_clear_error(small, tmp_path):
+    with pytest.raises(ValueError, match="device: 'cuda' is not available"):
+        train(_cfg(small, tmp_path, device="cuda"))
 
 
 def test_digits_default_data_with_a_few_steps(tmp_path):
