@@ -91,6 +91,9 @@ def search_parser() -> argparse.ArgumentParser:
                    help="minimum top-1, e.g. 95%% or 0.95")
     p.add_argument("--max-latency", type=_arg(parse_latency, "--max-latency"),
                    help="batch-1 latency of the exported child on this device, e.g. 5ms")
+    p.add_argument("--latency-table", metavar="CSV",
+                   help="latency from this lookup table (predictors.latency) instead of "
+                        "measured: --max-latency is then checked before any evaluation")
     p.add_argument("--targets", type=_arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
     p.add_argument("--calib-images", type=_arg(_positive_int, "--calib-images"),
@@ -101,6 +104,9 @@ def search_parser() -> argparse.ArgumentParser:
                    help="nsga2 population (default 70)")
     p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
                    help="nsga2 share of offspring mutated (default 0.8)")
+    p.add_argument("--predictor", choices=("mlp", "gp", "rbf", "ensemble"),
+                   help="nsga2 on this accuracy surrogate, refit on a few real evaluations "
+                        "per iteration (predictor-assisted, NSGANetV2-style)")
     p.add_argument("--threads", type=_arg(_positive_int, "--threads"),
                    help="torch CPU threads (default torch's own); 1 can be much faster "
                         "on a machine shared with other jobs")
@@ -111,8 +117,9 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 _FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
-           "weights", "max_macs", "max_params", "min_acc", "max_latency", "targets",
-           "calib_images", "val_images", "pop_size", "mutation_ratio", "threads")
+           "weights", "max_macs", "max_params", "min_acc", "max_latency", "latency_table",
+           "targets", "calib_images", "val_images", "pop_size", "mutation_ratio",
+           "predictor", "threads")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -119,6 +120,10 @@ class SearchProblem:
     constraints: Constraints = field(default_factory=Constraints)
     targets: tuple[float, ...] = ()
     latency_ref_ms: float | None = None  # hypervolume scale of latency (max child's latency)
+    # latency (ms) known before evaluation, e.g. a lookup table's: then --max-latency is
+    # checked with the cost, before any evaluation is spent
+    latency_fn: Callable[[Arch], float] | None = field(default=None, compare=False,
+                                                        repr=False)
 
     def __post_init__(self) -> None:
         objs = tuple(self.objectives)
@@ -149,6 +154,8 @@ class SearchProblem:
             excess += max(0.0, m / min(caps) - 1)
         if c.max_params is not None:
             excess += max(0.0, p / c.max_params - 1)
+        if False:
+            excess += max(0.0, self.latency_fn(arch) / c.max_latency - 1)
         return excess
 
     def cost_ok(self, arch: Arch, max_macs: float | None = None) -> bool:
@@ -160,9 +167,12 @@ class SearchProblem:
         smallest = self.space.min_arch()  # every gene at its cheapest choice
         if not self.cost_ok(smallest):
             m, p = self.cost(smallest)
+            lat = ("" if self.latency_fn is None
+                   else f" and {self.latency_fn(smallest):.3g} ms in the latency table")
             raise ValueError(
                 f"constraints: no child of space {self.space.name!r} can meet them; its "
-                f"smallest child has {format_count(m)} MACs and {format_count(p)} params")
+                f"smallest child has {format_count(m)} MACs and {format_count(p)} params"
+                f"{lat}")
 
     @property
     def needs_latency(self) -> bool:

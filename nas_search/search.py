@@ -27,7 +27,7 @@ from .results import (
     write_tables,
 )
 from .session import STATE_FORMAT, Session
-from .strategies import STRATEGIES
+from .strategies import STRATEGIES, assisted
 
 # ~0.3 s per digits child on 2 CPU cores (64 calibration + 270 val images): the default
 # search fits in about two minutes, next to about three of training
@@ -54,11 +54,13 @@ class SearchConfig:
     max_params: float | None = None
     min_acc: float | None = None
     max_latency: float | None = None
+    latency_table: str | None = None  # latency from this lookup table instead of measured
     targets: tuple[float, ...] = ()
     calib_images: int = 64
     val_images: int | None = None
     pop_size: int = 70
     mutation_ratio: float = 0.8
+    predictor: str | None = None  # nsga2 only: run it on this surrogate (strategies/assisted)
     threads: int = 0  # torch CPU threads; 0: torch's default
 
     def __post_init__(self) -> None:
@@ -67,6 +69,7 @@ class SearchConfig:
                              f"{sorted(STRATEGIES)}")
         if int(self.budget) < 1:
             raise ValueError(f"budget: {self.budget} must be a positive number of evaluations")
+        _check_predictor(self.strategy, self.predictor)
         self.out = self.out or f"runs/{self.strategy}-seed{self.seed}"
         self.objectives, self.weights = tuple(self.objectives), tuple(self.weights)
         self.targets = tuple(self.targets)
@@ -82,12 +85,47 @@ class SearchConfig:
     def problem(self, space) -> SearchProblem:
         return SearchProblem(space, self.objectives, self.weights,
                              Constraints(self.max_macs, self.max_params, self.min_acc,
-                                         self.max_latency), self.targets)
+                                         self.max_latency), self.targets,
+                             latency_fn=table_latency(space, self.latency_table))
 
     def strategy_options(self) -> dict:
         if self.strategy == "nsga2":
-            return {"pop_size": self.pop_size, "mutation_ratio": self.mutation_ratio}
+            opts = {"pop_size": self.pop_size, "mutation_ratio": self.mutation_ratio}
+            return {**opts, "predictor": self.predictor} if self.predictor else opts
         return {}
+
+    def strategy_run(self):
+        """The strategy's `run`: predictor-assisted NSGA-II when a predictor is named."""
+        return assisted.run if self.predictor else STRATEGIES[self.strategy]
+
+
+def table_latency(space, path: str | None):
+    """`LatencyTable.predict` of the table at `path` (None without one); ValueError if the
+    table is for another space or lacks layers of it, so the search never stops midway."""
+    if path is None:
+        return None
+    from predictors.latency import LatencyTable, covering_archs
+
+    table = LatencyTable.from_csv(space, path)
+    gone = table.missing(covering_archs(space))
+    if gone:
+        raise ValueError(f"latency table: {path!r} lacks {len(gone)} layer(s) of space "
+                         f"{space.name!r}, first {gone[0]!r}; build it for the whole space")
+    return table.predict
+
+
+def _check_predictor(strategy: str, predictor: str | None) -> None:
+    """ValueError unless `predictor` is None or a known surrogate used with nsga2."""
+    if predictor is None:
+        return
+    from predictors.models import PREDICTORS
+
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor: {predictor!r} is unknown; choose from "
+                         f"{sorted(PREDICTORS)}")
+    if strategy != "nsga2":
+        raise ValueError(f"predictor: only --strategy nsga2 runs on a surrogate, not "
+                         f"{strategy!r}")
 
 
 RUN_ONLY = ("out", "threads")  # settings that do not change what a search computes
@@ -165,7 +203,8 @@ def _supernet_evaluator(cfg: SearchConfig, device: str, quiet: bool) -> Supernet
     return SupernetEvaluator.from_checkpoint(
         ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
         val_images=cfg.val_images, device=device,
-        latency="latency" in cfg.objectives or cfg.max_latency is not None)
+        latency=cfg.latency_table is None
+        and ("latency" in cfg.objectives or cfg.max_latency is not None))
 
 
 def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
@@ -204,7 +243,7 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
                           elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
                           quiet=quiet, main=main)
         try:
-            STRATEGIES[cfg.strategy](session, **cfg.strategy_options())
+            cfg.strategy_run()(session, **cfg.strategy_options())
         finally:
             session.close()
         if main:
@@ -223,6 +262,8 @@ def _with_latency_ref(problem: SearchProblem, evaluator, saved_state) -> SearchP
     from dataclasses import replace
 
     ref = (saved_state or {}).get("settings", {}).get("latency_ref_ms")
+    if ref is None and problem.latency_fn is not None:
+        ref = problem.latency_fn(problem.space.max_arch())
     if ref is None:
         if not hasattr(evaluator, "latency_ms"):
             raise ValueError("objectives: latency needs an evaluator that measures it")
@@ -248,6 +289,7 @@ def finish(session: Session, cfg: SearchConfig) -> dict:
         "front_size": int(ranked["pareto"].sum()) if len(ranked) else 0,
         "hypervolume": {"final": hv, "frame": HV_FRAME, "history": session.history},
         "best_per_target": best_per_target(ranked, problem),
+        **session.extra_summary,
         "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
     }
     write_json(summary, out / SUMMARY)

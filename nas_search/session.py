@@ -68,6 +68,7 @@ class Session:
         self.step_label = "step"
         self.phase = strategy
         self.history: list[dict] = []
+        self.extra_summary: dict = {}  # strategy-specific entries for summary.json
         self._rows: list[dict] = []
         self._by_arch: dict[Arch, dict] = {}
         self._rejected: set[Arch] = set()
@@ -191,9 +192,12 @@ class Session:
     # ---- internals -----------------------------------------------------------------
     def _base(self, arch: Arch) -> dict:
         m, p = self.problem.cost(arch)
-        return {"strategy": self.strategy, "seed": self.seed, "step": self.step,
-                "phase": self.phase, "arch": str(arch),
-                **arch_fields(self.problem.space, arch), "macs": m, "params": p}
+        row = {"strategy": self.strategy, "seed": self.seed, "step": self.step,
+               "phase": self.phase, "arch": str(arch),
+               **arch_fields(self.problem.space, arch), "macs": m, "params": p}
+        if self.problem.latency_fn is not None:  # known before evaluation (lookup table)
+            row["latency_ms"] = self.problem.latency_fn(arch)
+        return row
 
     def _reject(self, arch: Arch) -> None:
         if arch not in self._rejected:
@@ -213,7 +217,7 @@ class Session:
         row.update({"top1": float("nan"), "loss": float("nan"), "evaluator": "",
                     "eval_time_s": 0.0, "feasible": False})
         if self.problem.needs_latency:
-            row["latency_ms"] = float("nan")
+            row.setdefault("latency_ms", float("nan"))
         return row
 
     def _write_results(self) -> None:
