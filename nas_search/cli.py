@@ -2,6 +2,8 @@
 
     nas-search --strategy {coarse2fine,nsga2,random} [--supernet CKPT] --budget N
                --max-macs 400M --seed S --out DIR
+    nas-search --strategy nsga2 --predictor {mlp,gp,rbf,ensemble} ...   (surrogate-assisted)
+    nas-search --objectives top1,latency --latency-table TABLE.csv --max-latency 5ms ...
     nas-search --resume DIR
     nas-search report DIR [DIR ...] [--png report.png]
 

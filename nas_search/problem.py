@@ -154,7 +154,7 @@ class SearchProblem:
             excess += max(0.0, m / min(caps) - 1)
         if c.max_params is not None:
             excess += max(0.0, p / c.max_params - 1)
-        if False:
+        if c.max_latency is not None and self.latency_fn is not None:
             excess += max(0.0, self.latency_fn(arch) / c.max_latency - 1)
         return excess
 

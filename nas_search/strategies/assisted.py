@@ -10,6 +10,8 @@ so the session's generic replay resumes an interrupted run exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -72,7 +74,7 @@ def initial_sample(session: Session, n: int, rng: np.random.Generator,
 
 
 def random_new(session: Session, n: int, rng: np.random.Generator,
-               taken: list[Arch] = (), max_tries: int = 20_000) -> list[Arch]:
+               taken: Sequence[Arch] = (), max_tries: int = 20_000) -> list[Arch]:
     """Up to `n` uniform cost-feasible children this run has not seen."""
     out: list[Arch] = []
     misses = 0
@@ -98,7 +100,8 @@ def fit_surrogate(session: Session, name: str, folds: int) -> tuple[object, dict
     tau = (cross_val_rank_metrics(model, archs, y, folds=k, seed=session.seed).kendall_tau
            if k >= 2 else float("nan"))
     model.fit(archs, y)
-    return model, {"n_train": len(y), "kendall_tau": tau}
+    # None rather than NaN (too few children, or constant predictions): valid JSON
+    return model, {"n_train": len(y), "kendall_tau": tau if np.isfinite(tau) else None}
 
 
 def start_population(session: Session, pop_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,7 +119,7 @@ def start_population(session: Session, pop_size: int, rng: np.random.Generator) 
 
 
 def _random_feasible(session: Session, n: int, rng: np.random.Generator,
-                     taken: list[Arch], max_tries: int = 20_000) -> list[Arch]:
+                     taken: Sequence[Arch], max_tries: int = 20_000) -> list[Arch]:
     """Uniform cost-feasible children not in `taken` (seen ones allowed: no budget spent)."""
     out: list[Arch] = []
     for _ in range(max_tries):
@@ -149,26 +152,32 @@ def surrogate_front(session: Session, model, rng: np.random.Generator, *, pop_si
 
 
 def pick_spread(session: Session, model, candidates: list[Arch], k: int) -> list[Arch]:
-    """`k` new cost-feasible candidates: lowest predicted non-dominated rank first, and
-    within a rank the largest (weighted) crowding distance, so the batch spans the front."""
+    """`k` new cost-feasible candidates: those predicted to meet every constraint first;
+    in each group the lowest predicted non-dominated rank first, and within a rank the
+    largest (weighted) crowding distance, so the batch spans the front."""
     new = [a for a in candidates if not session.seen(a) and session.problem.cost_ok(a)]
     if not new or k <= 0:
         return []
-    table = predicted_table(session, model, new)
     problem = session.problem
-    G = problem.constraint_matrix(table)
-    if G is not None:  # predicted to break min-acc/latency: last, but still usable
-        ok = (G <= 0).all(axis=1)
-        new = [a for a, o in zip(new, ok) if o] + [a for a, o in zip(new, ok) if not o]
-        table = predicted_table(session, model, new)
+    table = predicted_table(session, model, new)
     F = problem.objective_matrix(table)
-    chosen: list[int] = []
+    G = problem.constraint_matrix(table)
+    ok = np.ones(len(new), bool) if G is None else (G <= 0).all(axis=1)
+    order = []
+    for group in (np.flatnonzero(ok), np.flatnonzero(~ok)):  # predicted-infeasible: last
+        order += [int(group[i]) for i in spread_order(F[group], problem.weights)]
+    return [new[i] for i in order[:k]]
+
+
+def spread_order(F: np.ndarray, weights: Sequence[float]) -> list[int]:
+    """Row indices of F by non-dominated rank, then by decreasing weighted crowding."""
+    if len(F) == 0:
+        return []
+    order: list[int] = []
     for front in NonDominatedSorting().do(F):
-        d = weighted_crowding_distance(F[front], problem.weights)
-        chosen += [int(front[i]) for i in np.argsort(-d, kind="stable")]
-        if len(chosen) >= k:
-            break
-    return [new[i] for i in chosen[:k]]
+        d = weighted_crowding_distance(F[front], weights)
+        order += [int(front[i]) for i in np.argsort(-d, kind="stable")]
+    return order
 
 
 def run(session: Session, *, predictor: str = "mlp", pop_size: int = 70,
