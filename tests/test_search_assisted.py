@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nas_search import OracleEvaluator, SearchConfig, run_search
+from nas_search import OracleEvaluator, SearchConfig, SearchProblem, Session, run_search
 from nas_search.cli import main
+from nas_search.problem import Constraints
 from nas_search.results import TIMING_COLUMNS, read_results
+from nas_search.strategies.assisted import pick_spread
 from predictors.latency import (
     COLUMNS,
     NETWORK,
@@ -104,6 +106,27 @@ def test_reaches_the_hypervolume_of_random_at_the_same_budget(assisted_run, tmp_
     rand = run_search(SearchConfig(strategy="random", budget=BUDGET, seed=0, space="tiny",
                                    out=str(tmp_path / "random")), evaluator=OracleEvaluator(TINY))
     assert session.history[-1]["hypervolume"] >= rand.history[-1]["hypervolume"]
+
+
+def test_the_batch_spans_the_predicted_front_and_predicted_infeasible_come_last():
+    oracle = OracleEvaluator(TINY)
+
+    class Exact:  # a surrogate that is the oracle itself
+        def predict(self, archs):
+            return np.array([oracle.top1(a) for a in archs])
+
+    rng = np.random.default_rng(0)
+    cands = list(dict.fromkeys(TINY.sample(rng) for _ in range(60)))
+    cap = float(np.median([oracle.top1(a) for a in cands]))
+    problem = SearchProblem(TINY, constraints=Constraints(min_acc=cap))
+    session = Session(problem, oracle, strategy="nsga2", budget=10, seed=0)
+    picked = pick_spread(session, Exact(), cands, len(cands))
+    assert sorted(map(str, picked)) == sorted(map(str, cands))
+    ok = [oracle.top1(a) >= cap for a in picked]
+    assert ok == sorted(ok, reverse=True)  # every predicted-feasible one before the rest
+    best = max(cands, key=oracle.top1)  # an extreme of the first front: infinite crowding
+    assert best in picked[:2]
+    assert session.counts.evaluated == 0  # picking spends nothing
 
 
 @pytest.mark.parametrize("args, message", [
