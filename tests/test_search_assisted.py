@@ -152,7 +152,7 @@ def _table(path) -> LatencyTable:
     return LatencyTable.from_csv(TINY, path)
 
 
-@pytest.mark.parametrize("predictor", [None, "mlp"])
+@pytest.mark.parametrize("predictor", [None, "gp"])
 def test_latency_table_is_a_pre_evaluation_constraint(predictor, tmp_path):
     table = _table(tmp_path / "lat.csv")
     lats = [table.predict(a) for a in covering_archs(TINY)]
