@@ -16,6 +16,8 @@ from supernet.checkpoint import atomic_torch_save, read_checkpoint
 from supernet.ops import DynamicConv2d
 from supernet.space import Arch, SearchSpace, builtin_spaces
 
+TOL = 1e-5  # max abs difference allowed between a child in the supernet and exported
+
 SPACES = builtin_spaces()
 # Plans are computed at arch.resolution, but the networks are size-agnostic convnets, so the
 # ImageNet spaces run at 64 px here to keep the file fast; tiny runs at each child's size.
@@ -101,7 +103,7 @@ def test_export_matches_supernet(net: ElasticSupernet) -> None:
         y, z = net(x, arch), child(x)
         assert y.shape == z.shape == (2, space.num_classes)
         assert y.abs().max() > 1e-3  # outputs are not trivially zero
-        assert (y - z).abs().max().item() <= 1e-5, arch
+        assert (y - z).abs().max().item() <= TOL, arch
 
 
 @torch.no_grad()
@@ -112,7 +114,8 @@ def test_equivalence_check_detects_a_wrong_slice(tiny_net: ElasticSupernet) -> N
     bn = child[0][1]  # stem BN
     c = bn.num_features
     bn.running_mean.copy_(tiny_net.stem_bn.running_mean[1:c + 1])  # off by one channel
-    assert (tiny_net(x, arch) - child(x)).abs().max().item() > 1e-4
+    # the equivalence tolerance must catch it, with a margin
+    assert (tiny_net(x, arch) - child(x)).abs().max().item() > 2 * TOL
 
 
 @torch.no_grad()
@@ -127,7 +130,7 @@ def test_forward_rejects_an_arch_outside_the_space(tiny_net: ElasticSupernet) ->
     with pytest.raises(ValueError, match="resolution: 64 is not allowed in space 'tiny'"):
         tiny_net(x, replace(tiny_net.space.min_arch(), resolution=64))
     arch = load_space("attentive-mbv3").min_arch()
-    with pytest.raises(ValueError, match="stages: 7 given, space 'tiny' has 4"):
+    with pytest.raises(ValueError, match="stages: 7 given, space 'tiny' has 5"):
         tiny_net(x, arch)
     with pytest.raises(ValueError):
         tiny_net.export(arch)
