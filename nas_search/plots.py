@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display on a server or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from .problem import SearchProblem, format_count
 
-from .problem import SearchProblem, format_count  # noqa: E402
+# Figures are built with matplotlib.figure.Figure, not pyplot: files only, no display
+# needed on a server or in CI, and the global backend (a notebook's inline one) untouched.
 
 
-def _save(fig, path: str | Path) -> None:
+def _subplots(figsize: tuple[float, float], ncols: int = 1):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols)
+
+
+def _save(fig: Figure, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_pareto(ranked: pd.DataFrame, problem: SearchProblem, path: str | Path,
                 title: str) -> None:
     """Top-1 (%) against MACs (M): every evaluated child, the front highlighted, and the
     constraint and target lines."""
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = _subplots((7, 5))
     if len(ranked):
         x, y = ranked["macs"] / 1e6, ranked["top1"] * 100
         feas, front = ranked["feasible"].astype(bool), ranked["pareto"].astype(bool)
@@ -56,7 +60,7 @@ def plot_pareto(ranked: pd.DataFrame, problem: SearchProblem, path: str | Path,
 
 def plot_hypervolume(history: list[dict], path: str | Path, title: str) -> None:
     """Hypervolume after each generation or step against evaluations spent."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots((7, 4))
     ax.plot([h["evaluations"] for h in history], [h["hypervolume"] for h in history],
             "-o", ms=3)
     ax.set_xlabel("evaluations")
@@ -68,7 +72,7 @@ def plot_hypervolume(history: list[dict], path: str | Path, title: str) -> None:
 
 def plot_comparison(runs: list[tuple[str, pd.DataFrame, list[dict]]], path: str | Path) -> None:
     """Fronts (top-1 against MACs) and hypervolume curves of several runs, overlaid."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, right) = _subplots((13, 5), 2)
     for label, front, history in runs:
         f = front.sort_values("macs")
         line, = left.plot(f["macs"] / 1e6, f["top1"] * 100, "-o", ms=4, label=label)
