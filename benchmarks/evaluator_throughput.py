@@ -8,7 +8,7 @@
 2. Children of the trained digits supernet evaluated per minute (BN recalibration on 64
    training images + top-1 on the 270 val images), and the share spent in calibration.
 
-    python benchmarks/evaluator_throughput.py [--supernet runs/digits/supernet.pt]
+    python benchmarks/evaluator_throughput.py [--supernet runs/digits/supernet.pt] [--threads 1]
 
 Without a trained checkpoint, part 2 trains the default one first (supernet.train).
 """
@@ -82,8 +82,8 @@ def bn_recalibration(repeats: int) -> None:
               f"{theirs:>13.2f}s{ours / theirs:>8.2f}")
 
 
-def digits_throughput(ckpt: Path, children: int) -> None:
-    ev = SupernetEvaluator.from_checkpoint(ckpt, device="cpu")
+def digits_throughput(ckpt: Path, children: int, threads: int | None) -> None:
+    ev = SupernetEvaluator.from_checkpoint(ckpt, device="cpu", threads=threads)
     rng = np.random.default_rng(0)
     archs = [ev.space.sample(rng) for _ in range(children)]
     ev.evaluate(archs[:3])  # warm-up, and every resolution's images prepared
@@ -91,7 +91,8 @@ def digits_throughput(ckpt: Path, children: int) -> None:
     table = ev.evaluate(archs)
     wall = time.perf_counter() - t
     share = table["calib_time_s"].sum() / table["eval_time_s"].sum()
-    print(f"\ndigits supernet ({ckpt}), {ev.name}: {children} random children in {wall:.1f} s "
+    print(f"\ndigits supernet ({ckpt}), {ev.name}, {threads or torch.get_num_threads()} "
+          f"threads: {children} random children in {wall:.1f} s "
           f"= {60 * children / wall:.0f} children/min; BN calibration {100 * share:.0f}% of "
           f"evaluation time; mean top-1 {100 * table['top1'].mean():.2f}% "
           f"(min {100 * table['top1'].min():.2f}%)")
@@ -102,6 +103,9 @@ def main() -> None:
     p.add_argument("--supernet", default="runs/digits/supernet.pt")
     p.add_argument("--children", type=int, default=100)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0,
+                   help="digits part: CPU threads per evaluation (0: torch's default; "
+                        "nas-search uses 1)")
     args = p.parse_args()
     bn_recalibration(args.repeats)
     ckpt = Path(args.supernet)
@@ -109,7 +113,7 @@ def main() -> None:
         from supernet.train import TrainConfig, train
 
         ckpt = train(TrainConfig(out=ckpt.parent))
-    digits_throughput(ckpt, args.children)
+    digits_throughput(ckpt, args.children, args.threads or None)
 
 
 if __name__ == "__main__":

@@ -41,14 +41,17 @@ def _arg(convert: Callable, what: str) -> Callable:
     return parse
 
 
-def _positive_int(text: str, what: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a whole number") from None
-    if v < 1:
-        raise ValueError(f"{what}: {v} must be at least 1")
-    return v
+def _whole(minimum: int) -> Callable:
+    """A parser of whole numbers of at least `minimum`."""
+    def parse(text: str, what: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise ValueError(f"{what}: {text!r} is not a whole number") from None
+        if v < minimum:
+            raise ValueError(f"{what}: {v} must be at least {minimum}")
+        return v
+    return parse
 
 
 def _list(convert: Callable) -> Callable:
@@ -79,7 +82,7 @@ def search_parser() -> argparse.ArgumentParser:
                         "into OUT/supernet first (reused when already there)")
     p.add_argument("--space", help="expected space of the checkpoint (an error if it differs)")
     p.add_argument("--data", help="data spec (default: the checkpoint's training data)")
-    p.add_argument("--budget", type=_arg(_positive_int, "--budget"),
+    p.add_argument("--budget", type=_arg(_whole(1), "--budget"),
                    help=f"evaluations to spend (default {DEFAULT_BUDGET})")
     p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     p.add_argument("--out", metavar="DIR", help="out folder (default runs/STRATEGY-seedS)")
@@ -98,20 +101,20 @@ def search_parser() -> argparse.ArgumentParser:
                         "measured: --max-latency is then checked before any evaluation")
     p.add_argument("--targets", type=_arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
-    p.add_argument("--calib-images", type=_arg(_positive_int, "--calib-images"),
+    p.add_argument("--calib-images", type=_arg(_whole(1), "--calib-images"),
                    help="training images for each child's BN recalibration (default 64)")
-    p.add_argument("--val-images", type=_arg(_positive_int, "--val-images"),
+    p.add_argument("--val-images", type=_arg(_whole(1), "--val-images"),
                    help="validation images per child (default the whole val split)")
-    p.add_argument("--pop-size", type=_arg(_positive_int, "--pop-size"),
+    p.add_argument("--pop-size", type=_arg(_whole(1), "--pop-size"),
                    help="nsga2 population (default 70)")
     p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
                    help="nsga2 share of offspring mutated (default 0.8)")
     p.add_argument("--predictor", choices=("mlp", "gp", "rbf", "ensemble"),
                    help="nsga2 on this accuracy surrogate, refit on a few real evaluations "
                         "per iteration (predictor-assisted, NSGANetV2-style)")
-    p.add_argument("--threads", type=_arg(_positive_int, "--threads"),
-                   help="torch CPU threads (default torch's own); 1 can be much faster "
-                        "on a machine shared with other jobs")
+    p.add_argument("--threads", type=_arg(_whole(0), "--threads"),
+                   help="CPU threads per child evaluation (default 1; 0: torch's default, "
+                        "worth it for large spaces on an otherwise idle machine)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the search saved in DIR with its own settings")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

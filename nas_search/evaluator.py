@@ -12,6 +12,7 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -113,6 +114,18 @@ def measure_latency(model: torch.nn.Module, resolution: int, device: torch.devic
     return float(np.median(times) * 1000)
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the body with `n` torch CPU threads (None: torch's setting), then restore."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def reuse_freed_memory() -> bool:
     """Ask glibc to serve large tensors from its heap and keep freed memory for reuse.
 
@@ -156,7 +169,7 @@ class SupernetEvaluator:
     def __init__(self, net: ElasticSupernet, data: DataSet, *, calib_images: int = 64,
                  val_images: int | None = None, batch_size: int = 256, latency: bool = False,
                  device: str | torch.device | None = None, name: str = "supernet",
-                 calib_seed: int = 0, channels_last: bool = True):
+                 calib_seed: int = 0, channels_last: bool = True, threads: int | None = None):
         if calib_images < 1:
             raise ValueError(f"calib_images: {calib_images} must be at least 1")
         if len(data.train) < calib_images:
@@ -168,7 +181,7 @@ class SupernetEvaluator:
         self.net = net.to(self.device).eval()
         self.space = net.space
         self.data, self.batch_size, self.latency = data, batch_size, latency
-        self.calib_seed = calib_seed
+        self.calib_seed, self.threads = calib_seed, threads
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         n_val = len(data.val) if val_images is None else min(val_images, len(data.val))
         self.calib_images, self.val_images = calib_images, n_val
@@ -235,12 +248,16 @@ class SupernetEvaluator:
         return row
 
     def latency_ms(self, arch: Arch, child: nn.Module | None = None) -> float:
-        """Batch-1 latency of the exported child on this evaluator's device and layout."""
+        """Batch-1 latency of the exported child on this evaluator's device, layout and
+        CPU threads."""
         child = child if child is not None else _Child(self.net.export(arch))
-        return measure_latency(child, arch.resolution, self.device, self.memory_format)
+        with torch_threads(self.threads):
+            return measure_latency(child, arch.resolution, self.device, self.memory_format)
 
     def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
-        rows = [self.evaluate_one(a) for a in archs]
+        """One row per child (see `Evaluator`), with `calib_time_s` (and `latency_ms`)."""
+        with torch_threads(self.threads):
+            rows = [self.evaluate_one(a) for a in archs]
         cols = [*EVAL_COLUMNS, "calib_time_s"] + (["latency_ms"] if self.latency else [])
         return pd.DataFrame(rows, columns=cols)
 

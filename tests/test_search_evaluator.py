@@ -106,3 +106,18 @@ def test_oracle_is_deterministic_and_favours_bigger_children():
     archs = _archs(20)
     pd.testing.assert_frame_equal(ev.evaluate(archs), ev.evaluate(archs))
     assert ev.top1(TINY.max_arch()) > ev.top1(TINY.min_arch())
+
+
+def test_evaluation_runs_with_its_own_thread_count_and_restores_it(ckpt, monkeypatch):
+    ev = SupernetEvaluator.from_checkpoint(ckpt, calib_images=8, val_images=8, device="cpu",
+                                           threads=1)
+    seen = []
+    inner = ev.evaluate_one
+    monkeypatch.setattr(ev, "evaluate_one", lambda a: seen.append(torch.get_num_threads())
+                        or inner(a))
+    torch.set_num_threads(2)
+    try:
+        ev.evaluate(_archs(2))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the module's setting
