@@ -115,6 +115,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_arg(_whole(0), "--threads"),
                    help="CPU threads per child evaluation (default 1; 0: torch's default, "
                         "worth it for large spaces on an otherwise idle machine)")
+    p.add_argument("--workers", type=_arg(_whole(0), "--workers"),
+                   help="processes decoding an image folder's val images (default 0)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the search saved in DIR with its own settings")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -124,18 +126,19 @@ def search_parser() -> argparse.ArgumentParser:
 _FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
            "weights", "max_macs", "max_params", "min_acc", "max_latency", "latency_table",
            "targets", "calib_images", "val_images", "pop_size", "mutation_ratio",
-           "predictor", "threads")
+           "predictor", "threads", "workers")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     given = {f: getattr(args, f) for f in _FIELDS if getattr(args, f) is not None}
     if args.resume is not None:
-        search = [k for k in given if k != "threads"]
+        search = [k for k in given if k not in ("threads", "workers")]
         if search:
             raise UsageError(f"--resume takes its settings from the saved run; drop "
                              f"{', '.join('--' + k.replace('_', '-') for k in search)}")
         cfg = resume_config(args.resume)
         cfg.threads = given.get("threads", cfg.threads)
+        cfg.workers = given.get("workers", cfg.workers)
         return cfg
     return SearchConfig(**given)
 

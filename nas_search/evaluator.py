@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from supernet.checkpoint import load_checkpoint
-from supernet.data import DataSet, calib_batches, load_data, normalize, resize
+from supernet.data import DataSet, batches, images, load_data, normalize, resize, stratified_subset
 from supernet.evaluation import calibrate_bn, evaluate
 from supernet.model import ElasticSupernet
 from supernet.space import Arch, SearchSpace
@@ -163,13 +163,20 @@ class SupernetEvaluator:
     evaluated as such: static layers in channels-last layout with in-place activations
     ran 1.3-1.6x faster than the sliced supernet on 2 CPU threads (attentive-mbv3 at 192
     and 288 px), 2-2.6x with `reuse_freed_memory`; and the supernet's own BN statistics
-    are never touched. Images are normalised and resized once per resolution.
+    are never touched.
+
+    Memory stays bounded whatever the data set's size: the calibration images (a fixed
+    subset of training images) are held as uint8 at base resolution; the val subset too
+    when the data set is in memory, while a streamed folder's val subset is decoded per
+    child by `workers` processes. Batches are normalised and resized per child; no float
+    copy of the data at any resolution is kept.
     """
 
     def __init__(self, net: ElasticSupernet, data: DataSet, *, calib_images: int = 64,
                  val_images: int | None = None, batch_size: int = 256, latency: bool = False,
                  device: str | torch.device | None = None, name: str = "supernet",
-                 calib_seed: int = 0, channels_last: bool = True, threads: int | None = None):
+                 calib_seed: int = 0, channels_last: bool = True, threads: int | None = None,
+                 workers: int = 0):
         if calib_images < 1:
             raise ValueError(f"calib_images: {calib_images} must be at least 1")
         if len(data.train) < calib_images:
@@ -184,9 +191,17 @@ class SupernetEvaluator:
         self.calib_seed, self.threads = calib_seed, threads
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         n_val = len(data.val) if val_images is None else min(val_images, len(data.val))
-        self.calib_images, self.val_images = calib_images, n_val
+        self.calib_images, self.val_images, self.workers = calib_images, n_val, workers
         self.name = f"{name}/cal{calib_images}/val{n_val}"
-        self._prepared: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        # a fixed subset, independent of the search seed: the same child always gets the
+        # same statistics, so evaluations compare across strategies and seeds
+        calib = torch.randperm(len(data.train),
+                               generator=torch.Generator().manual_seed(calib_seed))
+        self._calib = images(data.train.subset(calib[:calib_images]), data)[0].to(self.device)
+        # a class-stratified val subset with a fixed seed (the first n could be one class)
+        self._val_split = data.val.subset(stratified_subset(data.val.y, n_val, seed=0))
+        self._val = None if data.streamed else tuple(
+            t.to(self.device) for t in images(self._val_split, data))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, space: SearchSpace | str | None = None,
@@ -195,42 +210,41 @@ class SupernetEvaluator:
         net, extra = load_checkpoint(path, space)
         spec = data or extra.get("data") or "digits"
         seed = int(extra.get("seed", 0))  # the split seed of training: val stays held out
-        dataset = load_data(spec, max(net.space.resolutions), seed)
+        dataset = load_data(spec, net.space.base_resolution, seed)
         if dataset.num_classes != net.space.num_classes:
             raise ValueError(f"data: {spec!r} has {dataset.num_classes} classes but the "
                              f"supernet's space has {net.space.num_classes}")
         kwargs.setdefault("name", f"supernet-{file_digest(path)}")
         return cls(net, dataset, **kwargs)
 
-    def inputs(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(calibration images, val images, val labels) at `resolution`, on the device."""
-        if resolution not in self._prepared:
-            d = self.data
-            # a fixed subset, independent of the search seed: the same child always gets
-            # the same statistics, so evaluations compare across strategies and seeds
-            calib = next(iter(calib_batches(d, self.calib_images, self.calib_images,
-                                            self.calib_seed)))[0]
-            val = normalize(d.val.x[: self.val_images], d)
-            fmt = self.memory_format
-            self._prepared[resolution] = (
-                resize(calib, resolution).to(self.device, memory_format=fmt),
-                resize(val, resolution).to(self.device, memory_format=fmt),
-                d.val.y[: self.val_images].to(self.device))
-        return self._prepared[resolution]
+    def _prepared(self, x: torch.Tensor, resolution: int) -> torch.Tensor:
+        """uint8 images at base resolution -> normalised, resized, in the eval layout."""
+        x = resize(normalize(x, self.data), resolution)
+        return x.contiguous(memory_format=self.memory_format)
 
-    def _batches(self, x: torch.Tensor, y: torch.Tensor | None):
+    def _uint8_batches(self, x: torch.Tensor, y: torch.Tensor | None, resolution: int):
         for i in range(0, len(x), self.batch_size):
-            yield x[i:i + self.batch_size], (None if y is None else y[i:i + self.batch_size])
+            yield (self._prepared(x[i:i + self.batch_size], resolution),
+                   None if y is None else y[i:i + self.batch_size])
+
+    def val_batches(self, resolution: int):
+        """The val subset as normalised batches at `resolution`, on the device."""
+        if self._val is not None:
+            yield from self._uint8_batches(*self._val, resolution)
+            return
+        for x, y in batches(self._val_split, self.data, self.batch_size, device=self.device,
+                            workers=self.workers):
+            yield resize(x, resolution).contiguous(memory_format=self.memory_format), y
 
     def calibrated_child(self, arch: Arch) -> nn.Module:
         """Child `arch` exported, with BN statistics recalibrated on the fixed images."""
-        calib = self.inputs(arch.resolution)[0]
         child = _Child(self.net.export(arch)).to(self.device, memory_format=self.memory_format)
         for m in child.modules():
             # every activation of an exported child acts on a fresh conv/BN output
             if hasattr(m, "inplace"):
                 m.inplace = True
-        calibrate_bn(child, arch, self._batches(calib, None), len(calib))
+        calibrate_bn(child, arch, self._uint8_batches(self._calib, None, arch.resolution),
+                     len(self._calib))
         return child
 
     def evaluate_one(self, arch: Arch) -> dict:
@@ -238,8 +252,7 @@ class SupernetEvaluator:
         t = time.perf_counter()
         child = self.calibrated_child(arch)
         t_calib = time.perf_counter() - t
-        _, val_x, val_y = self.inputs(arch.resolution)
-        res = evaluate(child, arch, self._batches(val_x, val_y))
+        res = evaluate(child, arch, self.val_batches(arch.resolution))
         row = {"arch": str(arch), "top1": res.top1, "loss": res.loss,
                "evaluator": self.name, "eval_time_s": time.perf_counter() - t,
                "calib_time_s": t_calib}

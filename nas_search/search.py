@@ -65,6 +65,7 @@ class SearchConfig:
     # small ops: a second thread gained 7-12% on a quiet 2-core machine and cost up to 7x
     # on one shared with other jobs (measured on digits), so one is the default.
     threads: int = 1
+    workers: int = 0  # DataLoader processes decoding a streamed folder's val images
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -206,6 +207,7 @@ def _supernet_evaluator(cfg: SearchConfig, device: str, quiet: bool) -> Supernet
     return SupernetEvaluator.from_checkpoint(
         ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
         val_images=cfg.val_images, device=device, threads=cfg.threads or None,
+        workers=cfg.workers,
         latency=cfg.latency_table is None
         and ("latency" in cfg.objectives or cfg.max_latency is not None))
 

@@ -12,7 +12,8 @@ import sys
 
 from .checkpoint import read_checkpoint
 from .data import DATA_SPECS
-from .train import SCHEDULES, TrainConfig, train
+from .recipes import RECIPES
+from .train import OPTIMIZERS, RES_SAMPLING, SCHEDULES, TrainConfig, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,11 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--space", default=d.space, help="built-in space name or YAML file (default %(default)s)")
     a("--data", default=d.data, help=f"{DATA_SPECS} (default %(default)s)")
-    a("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    a("--recipe", choices=list(RECIPES), default=d.recipe,
+      help="hyper-parameters of the flags left unset (default %(default)s; see README)")
+    r = RECIPES[d.recipe]
+    a("--epochs", type=int, default=d.epochs, help=f"default: the recipe's ({r.epochs})")
     a("--batch-size", type=int, default=d.batch_size,
-      help="global batch, split over torchrun processes (default %(default)s)")
-    a("--lr", type=float, default=d.lr, help="initial SGD learning rate (default %(default)s)")
-    a("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+      help=f"global batch, split over torchrun processes (default: the recipe's, {r.batch_size})")
+    a("--lr", type=float, default=d.lr,
+      help="initial learning rate (default: the recipe's, scaled linearly to the batch)")
+    a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+      help=f"default: the recipe's ({r.optimizer})")
+    a("--warmup-epochs", type=float, default=d.warmup_epochs,
+      help=f"default: the recipe's ({r.warmup_epochs:g})")
     a("--num-random", type=int, default=d.num_random,
       help="random children per step besides the largest and smallest (default %(default)s)")
     a("--seed", type=int, default=d.seed, help="default %(default)s")
@@ -42,16 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     a("--resume", action="store_true", help="continue from <out>/supernet.pt")
     a("--device", default=d.device, help="cpu, cuda or cuda:N (default %(default)s)")
     a("--workers", type=int, default=d.workers,
-      help="DataLoader worker processes (default %(default)s: in the main process)")
-    a("--label-smoothing", type=float, default=d.label_smoothing, help="default %(default)s")
-    a("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+      help="DataLoader processes decoding batches (default: the cores per process for "
+      "image folders, 0 for in-memory data)")
+    a("--label-smoothing", type=float, default=d.label_smoothing,
+      help=f"default: the recipe's ({r.label_smoothing:g})")
+    a("--weight-decay", type=float, default=d.weight_decay,
+      help=f"default: the recipe's ({r.weight_decay:g})")
     a("--grad-clip", type=float, default=d.grad_clip,
-      help="max gradient norm, 0 for none (default %(default)s)")
-    a("--schedule", choices=SCHEDULES, default=d.schedule, help="default %(default)s")
+      help=f"max gradient norm, 0 for none (default: the recipe's, {r.grad_clip:g})")
+    a("--schedule", choices=SCHEDULES, default=d.schedule,
+      help=f"default: the recipe's ({r.schedule})")
+    a("--res-sampling", choices=RES_SAMPLING, default=d.res_sampling,
+      help="resolutions of the random children (default %(default)s: those between the "
+      "smallest and largest child's, each once per step)")
     a("--calib-images", type=int, default=d.calib_images,
       help="training images per BN recalibration (default %(default)s)")
     a("--dropout", type=float, default=d.dropout,
-      help="dropout of the largest child (default: the space's)")
+      help="dropout of the largest child (default: the recipe's, else the space's)")
     a("--bf16", action="store_true", help="bfloat16 autocast")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last,
       help="NHWC memory format (default: on CPU only)")

@@ -1,8 +1,11 @@
-"""Data sets held in memory as uint8 images at one base resolution, resized on the fly.
+"""Data sets and their batches: small ones held in memory, image folders streamed.
 
-Images are prepared once at a base resolution and resized bicubically (antialiased)
-to each child's resolution, in training and evaluation alike (BigNAS supplement C).
-Specs: `digits` (embedded), `cifar10:PATH`, `folder:PATH`, `npz:PATH`.
+Images are prepared at the space's base resolution (224 on ImageNet) and resized
+bicubically (antialiased) to each child's resolution on the training device, in
+training and evaluation alike (BigNAS supplement C). `digits` (embedded), `npz:` and
+`cifar10:` are held in memory as uint8; `folder:` is decoded from disk by DataLoader
+worker processes one batch at a time, so memory does not grow with the image count.
+Specs: `digits`, `cifar10:PATH`, `folder:PATH`, `npz:PATH`.
 """
 
 from __future__ import annotations
@@ -16,18 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .folder import FOLDER_LAYOUT, SMALL_BASE, FolderSplit, index_folder, load_images
+
 DATA_SPECS = "digits | cifar10:PATH | folder:PATH | npz:PATH"
 CIFAR_LAYOUT = "a CIFAR-10 python folder with data_batch_1..data_batch_5 and test_batch"
-FOLDER_LAYOUT = "train/<class>/*.png|jpg and val/<class>/*.png|jpg (test/<class>/ optional)"
 NPZ_LAYOUT = ("an .npz with x (N, H, W, 3) uint8 and y (N,) integer labels, or a folder "
               "with one *train*.npz and one *val*.npz of that form")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 @dataclass
 class Split:
-    """Images (N, 3, H, W) uint8 and labels (N,) int64."""
+    """Images (N, 3, H, W) uint8 and labels (N,) int64, in memory."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -35,20 +38,32 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, idx: torch.Tensor | np.ndarray) -> Split:
+        """The images at `idx`, in that order."""
+        i = torch.as_tensor(np.asarray(idx), dtype=torch.int64)
+        return Split(self.x[i], self.y[i])
+
 
 @dataclass
 class DataSet:
     """Train / val / test splits with their normalisation and augmentation policy."""
 
     name: str
-    train: Split
-    val: Split
-    test: Split | None
+    train: Split | FolderSplit
+    val: Split | FolderSplit
+    test: Split | FolderSplit | None
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     flip: bool  # horizontal flips suit natural images, not digits
-    pad: int  # random-crop padding in base-resolution pixels
+    pad: int  # random-crop padding in base-resolution pixels ("pad" crops)
+    base: int = 0  # the resolution images are prepared at
+    crop: str = "pad"  # training crop: "pad" (padded shift) or "rrc" (random-resized)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether images are decoded from disk per batch (not held in memory)."""
+        return isinstance(self.train, FolderSplit)
 
 
 def _stratified_split(y: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
@@ -94,7 +109,7 @@ def _digits(base: int, seed: int) -> DataSet:
     # padding is half a source pixel at 32 px, a shift a digit survives.
     return DataSet("digits", _split(x[tr], y[tr], base), _split(x[va], y[va], base),
                    _split(x[te], y[te], base), 10, (0.5,) * 3, (0.5,) * 3, False,
-                   max(1, base // 16))
+                   max(1, base // 16), base)
 
 
 def _cifar10(path: Path, base: int, seed: int, val_fraction: float) -> DataSet:
@@ -120,7 +135,7 @@ def _cifar10(path: Path, base: int, seed: int, val_fraction: float) -> DataSet:
     train, val = _holdout(x, y, val_fraction, seed, base)
     tx, ty = read("test_batch")
     return DataSet("cifar10", train, val, _split(tx, ty, base), 10, CIFAR_MEAN, CIFAR_STD,
-                   True, max(1, base // 8))
+                   True, max(1, base // 8), base)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -154,48 +169,17 @@ def _npz(path: Path, base: int, seed: int, val_fraction: float) -> DataSet:
         x, y = _read_npz(path)
         train, val = _holdout(x, y, val_fraction, seed, base)
         name, n_cls = path.stem, int(y.max()) + 1
-    return DataSet(name, train, val, None, n_cls, CIFAR_MEAN, CIFAR_STD, True, max(1, base // 8))
-
-
-def _read_images(folder: Path, classes: list[str], base: int) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    xs, ys = [], []
-    for ci, c in enumerate(classes):
-        for f in sorted((folder / c).iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB")
-                    if im.size != (base, base):  # PIL's bicubic antialiases when shrinking
-                        im = im.resize((base, base), Image.BICUBIC)
-                    xs.append(np.asarray(im, dtype=np.uint8))
-            except Exception as e:
-                raise ValueError(f"data: {str(f)!r} is not a readable image "
-                                 f"({type(e).__name__}); expected {FOLDER_LAYOUT}") from None
-            ys.append(ci)
-    if not xs:
-        raise ValueError(f"data: no images under {str(folder)!r}; expected {FOLDER_LAYOUT}")
-    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+    return DataSet(name, train, val, None, n_cls, CIFAR_MEAN, CIFAR_STD, True, max(1, base // 8),
+                   base)
 
 
 def _folder(path: Path, base: int) -> DataSet:
-    if not (path / "train").is_dir() or not (path / "val").is_dir():
-        raise ValueError(f"data: {str(path)!r} is not an image folder; expected {FOLDER_LAYOUT}")
-    classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
-    if not classes:
-        raise ValueError(f"data: {str(path / 'train')!r} has no class folders; "
-                         f"expected {FOLDER_LAYOUT}")
-    splits = ["val"] + (["test"] if (path / "test").is_dir() else [])
-    for s in splits:
-        missing = [c for c in classes if not (path / s / c).is_dir()]
-        if missing:
-            raise ValueError(f"data: {str(path / s)!r} lacks class folders {missing}; "
-                             f"expected {FOLDER_LAYOUT}")
-    read = {s: _split(*_read_images(path / s, classes, base), base) for s in ["train", *splits]}
-    return DataSet(path.name, read["train"], read["val"], read.get("test"), len(classes),
-                   (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True, max(1, base // 8))
+    _, splits = index_folder(path)
+    small = base < SMALL_BASE  # CIFAR-sized images: padded crops, not random-resized ones
+    return DataSet(path.name, splits["train"], splits["val"], splits.get("test"),
+                   len(splits["train"].y.unique()), (0.485, 0.456, 0.406),
+                   (0.229, 0.224, 0.225), True, max(1, base // 8) if small else 0,
+                   base, "pad" if small else "rrc")
 
 
 def load_data(spec: str, base_resolution: int, seed: int = 0,
@@ -226,50 +210,78 @@ def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, data: DataSet) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> normalised float."""
-    mean = torch.tensor(data.mean).view(1, 3, 1, 1) * 255
-    std = torch.tensor(data.std).view(1, 3, 1, 1) * 255
+    """uint8 (N, 3, H, W) -> normalised float, on x's device."""
+    mean = torch.tensor(data.mean, device=x.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(data.std, device=x.device).view(1, 3, 1, 1) * 255
     return (x.float() - mean) / std
 
 
-def augment(x: torch.Tensor, data: DataSet, g: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding and (where the data suits it) horizontal flip."""
+def _pad_crop_flip(x: torch.Tensor, data: DataSet, dy: torch.Tensor | None,
+                   dx: torch.Tensor | None, flip: torch.Tensor | None) -> torch.Tensor:
     n, _, h, w = x.shape
-    if data.pad:
+    if dy is not None:
         p = data.pad
         xp = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=g)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=g)
         rows = (dy.view(n, 1) + torch.arange(h).view(1, h))  # (n, h)
         cols = (dx.view(n, 1) + torch.arange(w).view(1, w))  # (n, w)
         idx = torch.arange(n).view(n, 1, 1)
         x = xp.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)]
         x = x.permute(0, 3, 1, 2)
-    if data.flip:
-        flip = torch.rand(n, generator=g) < 0.5
+    if flip is not None:
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
     return x.contiguous()
 
 
-def _batch(split: Split, data: DataSet, idx: torch.Tensor, seed: int | None,
-           part: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One normalised batch; augmented with its own seed when `seed` is given.
+def _pad_params(n: int, data: DataSet, g: torch.Generator):
+    """Crop offsets and flips of n images, drawn in a fixed order from `g`."""
+    dy = dx = flip = None
+    if data.pad:
+        dy = torch.randint(0, 2 * data.pad + 1, (n,), generator=g)
+        dx = torch.randint(0, 2 * data.pad + 1, (n,), generator=g)
+    if data.flip:
+        flip = torch.rand(n, generator=g) < 0.5
+    return dy, dx, flip
 
-    The whole (global) batch is augmented before this rank's `part` is taken, so
-    a sample gets the same crop and flip whatever the number of processes.
+
+def augment(x: torch.Tensor, data: DataSet, g: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding and (where the data suits it) horizontal flip."""
+    return _pad_crop_flip(x, data, *_pad_params(len(x), data, g))
+
+
+def _batch(split: Split | FolderSplit, data: DataSet, idx: torch.Tensor, seed: int | None,
+           part: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uint8 batch (this rank's `part` of the global batch `idx`); augmented with its
+    own seed when `seed` is given.
+
+    The random parameters are drawn for the whole global batch and this rank takes its
+    rows, so a sample gets the same crop and flip whatever the number of processes, and
+    a rank decodes only its own images.
     """
-    x = split.x[idx]
-    if seed is not None:
-        x = augment(x, data, torch.Generator().manual_seed(seed))
     rank, world = part
     keep = torch.arange(len(idx)).tensor_split(world)[rank]
-    return normalize(x[keep], data), split.y[idx[keep]]
+    g = None if seed is None else torch.Generator().manual_seed(seed)
+    mine = idx[keep].tolist()
+    if data.crop == "rrc":  # streamed photos: random-resized crop, then flip
+        u = None if g is None else torch.rand(len(idx), 4, generator=g)[keep]
+        x, y = load_images(split, mine, data.base, "centre" if g is None else "rrc", u)
+        if g is not None and data.flip:
+            flip = (torch.rand(len(idx), generator=g) < 0.5)[keep][: len(x)]
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).contiguous()
+        return x, y
+    if isinstance(split, FolderSplit):  # small images on disk: whole image, then as memory
+        x, y = load_images(split, mine, data.base, "full", None)
+    else:
+        x, y = split.x[idx[keep]], split.y[idx[keep]]
+    if g is not None:
+        params = [None if p is None else p[keep][: len(x)] for p in _pad_params(len(idx), data, g)]
+        x = _pad_crop_flip(x, data, *params)
+    return x, y
 
 
 class _Batches(torch.utils.data.Dataset):
     """Batch i of one epoch, so DataLoader workers can build batches in parallel."""
 
-    def __init__(self, split: Split, data: DataSet, chunks: list[torch.Tensor],
+    def __init__(self, split: Split | FolderSplit, data: DataSet, chunks: list[torch.Tensor],
                  seeds: list[int | None], part: tuple[int, int]):
         self.split, self.data, self.chunks, self.seeds, self.part = split, data, chunks, seeds, part
 
@@ -280,14 +292,23 @@ class _Batches(torch.utils.data.Dataset):
         return _batch(self.split, self.data, self.chunks[i], self.seeds[i], self.part)
 
 
-def batches(split: Split, data: DataSet, batch_size: int, *, seed: int = 0, train: bool = False,
-            drop_last: bool = False, rank: int = 0, world: int = 1,
-            workers: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised float batches at base resolution; shuffled and augmented when `train`.
+def _on_device(loader: Iterable, data: DataSet, device: torch.device) -> Iterator:
+    for x, y in loader:  # uint8 travels (4x fewer bytes); normalising happens on arrival
+        x = x.to(device, non_blocking=True)
+        yield normalize(x, data), y.to(device, non_blocking=True)
+
+
+def batches(split: Split | FolderSplit, data: DataSet, batch_size: int, *, seed: int = 0,
+            train: bool = False, drop_last: bool = False, rank: int = 0, world: int = 1,
+            workers: int = 0, device: str | torch.device = "cpu",
+            ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float batches at base resolution on `device`; shuffled and augmented
+    when `train`.
 
     Everything random follows from `seed` (one value per epoch), so the batches do not
     depend on `workers` (DataLoader processes) or on how many processes share them:
-    with `world` > 1 each batch of `batch_size` is split and rank `rank` gets its part.
+    with `world` > 1 each batch of `batch_size` is split and rank `rank` gets its part,
+    so the ranks read disjoint shards of one global order whose union is the epoch.
     """
     n = len(split)
     g = torch.Generator().manual_seed(seed)
@@ -297,16 +318,37 @@ def batches(split: Split, data: DataSet, batch_size: int, *, seed: int = 0, trai
     seeds = (torch.randint(2**62, (len(chunks),), generator=g).tolist() if train
              else [None] * len(chunks))
     ds = _Batches(split, data, chunks, seeds, (rank, world))
+    device = torch.device(device)
     if workers > 0:
-        return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
-    return (ds[i] for i in range(len(ds)))
+        loader: Iterable = torch.utils.data.DataLoader(
+            ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+    else:
+        loader = (ds[i] for i in range(len(ds)))
+    return _on_device(loader, data, device)
 
 
-def calib_batches(data: DataSet, num_images: int, batch_size: int,
-                  seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed, seeded subset of `num_images` training images (no augmentation), for BN
-    calibration: the same images for every child, and never val or test images."""
+def stratified_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `n` items drawn class by class in proportion (seeded), sorted."""
+    if n >= len(y):
+        return torch.arange(len(y))
+    (idx, _) = _stratified_split(y.numpy(), [n / len(y), 1 - n / len(y)], seed)
+    return torch.as_tensor(idx)
+
+
+def calib_batches(data: DataSet, num_images: int, batch_size: int, seed: int = 0,
+                  device: str | torch.device = "cpu", workers: int = 0,
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed, seeded subset of `num_images` training images (no augmentation, the eval
+    crop), for BN calibration: the same images for every child, never val or test."""
     n = len(data.train)
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_images]
-    sub = Split(data.train.x[idx], data.train.y[idx])
-    return iter(batches(sub, data, batch_size))
+    return iter(batches(data.train.subset(idx), data, batch_size, device=device,
+                        workers=workers))
+
+
+def images(split: Split | FolderSplit, data: DataSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of a (small) split as uint8 at base resolution with the eval crop, and
+    their labels: in-memory sets as they are, folders decoded once."""
+    if isinstance(split, Split):
+        return split.x, split.y
+    return _batch(split, data, torch.arange(len(split)), None, (0, 1))

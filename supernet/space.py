@@ -141,7 +141,14 @@ class SearchSpace:
     se_divisible: bool = False  # round the squeeze width with make_divisible (AttentiveNAS)
     dropout: float = 0.2
     zero_init_residual_bn: bool = True
+    # Images are prepared (cropped) at this resolution, then resized to each child's
+    # (BigNAS supplement C: 224 on ImageNet); 0 means the largest resolution.
+    base_resolution: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not self.base_resolution:
+            object.__setattr__(self, "base_resolution", max(self.resolutions))
 
     # ---- choices -------------------------------------------------------------
     def choices(self) -> list[tuple[str, tuple]]:
@@ -256,6 +263,7 @@ class SearchSpace:
         d: dict[str, Any] = {
             "name": self.name,
             "resolutions": list(self.resolutions),
+            "base_resolution": self.base_resolution,
             "stem": {"widths": list(self.stem_widths), "stride": self.stem_stride,
                      "act": self.stem_act},
             "stages": [
@@ -298,6 +306,14 @@ def _choice(value: Any, allowed: tuple, where: str) -> Any:
     return value
 
 
+def _base(d: dict) -> int:
+    base = d.get("base_resolution", 0)
+    if not isinstance(base, int) or isinstance(base, bool) or base < 0:
+        raise ValueError(f"space base_resolution: {base!r} is not a positive integer "
+                         "(the resolution images are cropped at; omit it for the largest)")
+    return base
+
+
 def space_from_dict(d: dict) -> SearchSpace:
     """Build and check a SearchSpace from its dict (YAML) form."""
     if not isinstance(d, dict):
@@ -327,6 +343,7 @@ def space_from_dict(d: dict) -> SearchSpace:
     return SearchSpace(
         name=str(d.get("name", "custom")),
         resolutions=_tuple(d, "resolutions", "top"),
+        base_resolution=_base(d),
         stem_widths=_tuple(stem, "widths", "stem"),
         stem_stride=int(stem.get("stride", 2)),
         stem_act=_choice(stem.get("act", "relu"), ACTIVATIONS, "stem.act"),

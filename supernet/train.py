@@ -39,21 +39,26 @@ from .data import DataSet, batches, calib_batches, load_data, resize
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
+from .recipes import RECIPE_FIELDS, RECIPES, recipe_values
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
-           "make_scheduler", "param_groups", "resolved", "sandwich_children", "sandwich_step",
-           "train"]
+           "make_optimizer", "make_scheduler", "param_groups", "resolved", "sandwich_children",
+           "sandwich_step", "train"]
 
 FLOOR = 0.05  # BigNAS: the LR decays exponentially, then stays at 5% of its initial value
 FLOOR_AT = 2 / 3  # ...from 2/3 of the decay span on (0.97 every 2.4 epochs: 236 of 360)
-SCHEDULES = ("exp", "cosine")
+SCHEDULES = ("exp", "bignas", "cosine")
+BIGNAS_DECAY = (0.97, 2.4)  # "bignas" schedule: x0.97 every 2.4 epochs (EfficientNet, BigNAS)
+OPTIMIZERS = ("sgd", "rmsprop")
+RES_SAMPLING = ("paired", "independent")
 # How a run is executed, not what it computes: a checkpoint made with other values
 # of these still counts as the same run (resume on GPU, with more workers, ...).
 # The space counts by its content (compared apart), not by its name or path.
-RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "channels_last")
+RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "channels_last",
+            "recipe")  # the recipe counts by the values it gave, not by its name
 LOG_FIELDS = ("epoch", "step", "loss", "kd_loss", "lr", "train_s", "eval_s",
-              "val_top1_min", "val_top1_max")
+              "val_top1_min", "val_top1_max", "skipped_images")
 
 
 @dataclass
@@ -62,22 +67,31 @@ class TrainConfig:
 
     space: str = "tiny"  # built-in space name or YAML path
     data: str = "digits"  # see supernet.data.DATA_SPECS
-    epochs: int = 8  # the default digits run: about 2.5 min on 2 CPU cores (README)
-    batch_size: int = 64  # global: split over the processes of a torchrun job
-    lr: float = 0.1  # SGD, Nesterov momentum 0.9
-    warmup_epochs: float = 1.0
+    # Fields left None take the recipe's value (supernet.recipes); set ones win.
+    recipe: str = "small"  # "small" (ours, CPU minutes), "bignas", "attentivenas"
+    epochs: int | None = None  # small: 8, the default digits run: ~2.5 min on 2 CPU cores
+    batch_size: int | None = None  # global: split over the processes of a torchrun job
+    lr: float | None = None  # None: the recipe's, scaled linearly to batch_size
+    optimizer: str | None = None  # "sgd" (Nesterov, momentum 0.9) or "rmsprop"
+    warmup_epochs: float | None = None
     num_random: int = 2
     seed: int = 0
     out: str | Path = "runs/supernet"
     resume: bool = False
     device: str = "cpu"
-    workers: int = 0  # DataLoader processes preparing batches; 0: in the main process
-    label_smoothing: float = 0.1
-    weight_decay: float = 5e-5  # conv and linear weights only, once per step
-    grad_clip: float = 5.0  # max global gradient norm; 0 turns clipping off
-    schedule: str = "exp"  # "exp" (BigNAS) or "cosine"
+    # DataLoader processes decoding batches; None: 0 for in-memory data, the cores per
+    # process (at most 8) for image folders
+    workers: int | None = None
+    label_smoothing: float | None = None
+    weight_decay: float | None = None  # conv and linear weights only, once per step
+    grad_clip: float | None = None  # max global gradient norm; 0 turns clipping off
+    schedule: str | None = None  # "exp" (floor at 2/3 of the run), "bignas", "cosine"
+    # "paired": the smallest child at the lowest resolution, the largest at the highest,
+    # the random ones at the others, each once per step where the counts allow (BigNAS
+    # supplement C); "independent": random children draw any resolution
+    res_sampling: str = "paired"
     calib_images: int = 512  # training images per BN recalibration
-    dropout: float | None = None  # largest child only; None: the space's head dropout
+    dropout: float | None = None  # largest child only; None: the recipe's, else the space's
     bf16: bool = False  # bfloat16 autocast
     # NHWC; None: on CPU only, where it measured 1.7x faster for these nets (on a GPU
     # every new child shape cost a slow first kernel choice with it)
@@ -89,8 +103,19 @@ class TrainConfig:
     quiet: bool = False  # no progress bar
 
 
+def with_recipe(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the fields left None filled from its recipe (flags win)."""
+    if cfg.recipe not in RECIPES:
+        raise ValueError(f"recipe: {cfg.recipe!r} is not allowed; expected one of "
+                         f"{list(RECIPES)}")
+    vals = recipe_values(cfg.recipe, {f: getattr(cfg, f) for f in RECIPE_FIELDS})
+    dropout = RECIPES[cfg.recipe].dropout if cfg.dropout is None else cfg.dropout
+    return replace(cfg, **vals, dropout=dropout)
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Raise ValueError naming the first field outside its allowed range."""
+    cfg = with_recipe(cfg)
     rules = [
         ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "an integer >= 1"),
         ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1,
@@ -100,7 +125,10 @@ def check_config(cfg: TrainConfig) -> None:
         ("num_random", isinstance(cfg.num_random, int) and cfg.num_random >= 0,
          "an integer >= 0"),
         ("seed", isinstance(cfg.seed, int) and cfg.seed >= 0, "an integer >= 0"),
-        ("workers", isinstance(cfg.workers, int) and cfg.workers >= 0, "an integer >= 0"),
+        ("workers", cfg.workers is None or isinstance(cfg.workers, int) and cfg.workers >= 0,
+         "an integer >= 0"),
+        ("optimizer", cfg.optimizer in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
+        ("res_sampling", cfg.res_sampling in RES_SAMPLING, f"one of {list(RES_SAMPLING)}"),
         ("label_smoothing", 0 <= cfg.label_smoothing < 1, "within [0, 1)"),
         ("weight_decay", cfg.weight_decay >= 0, "a number >= 0"),
         ("grad_clip", cfg.grad_clip >= 0, "a number >= 0 (0: off)"),
@@ -125,12 +153,17 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with its automatic choices made (channels_last, threads; see TrainConfig)."""
+    """`cfg` with the recipe's values and its automatic choices made (channels_last,
+    threads, workers; see TrainConfig): the values in force."""
+    cfg = with_recipe(cfg)
     cpu = torch.device(cfg.device).type == "cpu"
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_proc = max(1, (cores or 2) // procs)
+    streamed = str(cfg.data).startswith("folder:")
+    workers = cfg.workers if cfg.workers is not None else (min(8, per_proc) if streamed else 0)
     return replace(cfg, channels_last=cpu if cfg.channels_last is None else cfg.channels_last,
-                   threads=cfg.threads or max(1, (cores or 2) // (2 * procs)))
+                   threads=cfg.threads or max(1, (cores or 2) // (2 * procs)), workers=workers)
 
 
 def _seed(*keys: int) -> int:
@@ -138,12 +171,21 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> 1)
 
 
-def sandwich_children(space: SearchSpace, seed: int, step: int, num_random: int) -> list[Arch]:
-    """The children of one step: largest (highest resolution), `num_random` random ones
-    (random resolutions), smallest (lowest resolution); the same on every rank."""
+def sandwich_children(space: SearchSpace, seed: int, step: int, num_random: int,
+                      paired: bool = True) -> list[Arch]:
+    """The children of one step, the same on every rank: largest (highest resolution),
+    `num_random` random ones, smallest (lowest resolution). `paired`: the random ones take
+    the resolutions between the extremes, each once per step where the counts allow, in
+    random order (BigNAS supplement C); else each draws any resolution."""
     rng = np.random.default_rng([seed, step])
-    return [space.max_arch(), *(space.sample(rng) for _ in range(num_random)),
-            space.min_arch()]
+    rand = [space.sample(rng) for _ in range(num_random)]
+    if paired and num_random:
+        res = sorted(space.resolutions)
+        middle = res[1:-1] or res  # two resolutions or fewer: nothing between, draw any
+        need = -(-num_random // len(middle))
+        order = np.concatenate([rng.permutation(middle) for _ in range(need)])[:num_random]
+        rand = [replace(a, resolution=int(r)) for a, r in zip(rand, order)]
+    return [space.max_arch(), *rand, space.min_arch()]
 
 
 def _at(x: torch.Tensor, resolution: int, channels_last: bool) -> torch.Tensor:
@@ -163,6 +205,8 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     distillation). Each child's backward adds to the gradients, then clipping and one
     optimizer step. `model` is the supernet or DDP around it. Returns the largest
     child's loss and the mean distillation loss, detached."""
+    if cfg.label_smoothing is None or cfg.grad_clip is None:  # a config fresh from the user
+        cfg = with_recipe(cfg)
     opt.zero_grad(set_to_none=True)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     last = len(children) - 1
@@ -194,14 +238,19 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
 
 
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, total_steps: int,
-                   warmup_steps: int) -> LRScheduler:
+                   warmup_steps: int, steps_per_epoch: int = 1) -> LRScheduler:
     """Per-step LR: linear warm-up to the initial LR, then exponential decay held at
-    FLOOR from FLOOR_AT of the decay span on (BigNAS), or cosine to zero."""
+    FLOOR: "exp" reaches it at FLOOR_AT of the decay span whatever the run's length,
+    "bignas" decays x0.97 every 2.4 epochs (the published rate); or cosine to zero."""
     span = max(1, total_steps - warmup_steps)
     if schedule == "cosine":
         main: LRScheduler = CosineAnnealingLR(opt, T_max=span)
     else:
-        gamma = FLOOR ** (1 / max(1.0, FLOOR_AT * span))
+        if schedule == "bignas":
+            rate, every = BIGNAS_DECAY
+            gamma = rate ** (1 / (every * max(1, steps_per_epoch)))
+        else:
+            gamma = FLOOR ** (1 / max(1.0, FLOOR_AT * span))
         main = LambdaLR(opt, lambda t: max(FLOOR, gamma ** t))
     if warmup_steps <= 1:
         return main
@@ -217,6 +266,31 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
     rest = [p for p in net.parameters() if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": rest, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def _grad_layout(net: nn.Module) -> None:
+    """Give conv weights the strides their gradients arrive with under channels-last
+    activations, before DDP lays its gradient buckets out after the parameters: else
+    every step copies those gradients (and torch warns that strides do not match).
+    Convs over more than one input channel get NHWC strides, spelled out even for 1x1
+    kernels (where `contiguous(channels_last)` keeps NCHW ones); depthwise weights, whose
+    sliced gradients arrive NCHW, stay as they are."""
+    for p in net.parameters():
+        if p.ndim == 4 and p.shape[1] > 1:
+            _, c, h, w = p.shape
+            t = torch.empty_strided(p.shape, (h * w * c, 1, w * c, c), dtype=p.dtype,
+                                    device=p.device)
+            p.data = t.copy_(p.data)
+
+
+def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9, or RMSProp as EfficientNet and BigNAS train
+    (decay 0.9, momentum 0.9, epsilon 1e-3), over `param_groups`."""
+    groups = param_groups(net, cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, momentum=0.9, eps=1e-3)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
 
 def _recipe(cfg: TrainConfig) -> dict[str, Any]:
@@ -260,11 +334,14 @@ def _on(loader, device: torch.device, channels_last: bool):
 def _calibrated(net: ElasticSupernet, arch: Arch, data: DataSet, cfg: TrainConfig,
                 device: torch.device, splits: dict[str, Any]) -> dict[str, EvalResult]:
     """Recalibrate BN for `arch` on the fixed training images, then evaluate each split."""
-    bs = 2 * cfg.batch_size
+    bs = min(512, 2 * cfg.batch_size)  # one process evaluates: a bounded batch
     with _autocast(device, cfg.bf16):
-        calibrate_bn(net, arch, _on(calib_batches(data, cfg.calib_images, bs), device,
-                                    cfg.channels_last), cfg.calib_images)
-        return {name: evaluate(net, arch, _on(batches(s, data, bs), device, cfg.channels_last))
+        calibrate_bn(net, arch, _on(calib_batches(data, cfg.calib_images, bs, device=device,
+                                                  workers=cfg.workers),
+                                    device, cfg.channels_last), cfg.calib_images)
+        return {name: evaluate(net, arch, _on(batches(s, data, bs, device=device,
+                                                      workers=cfg.workers),
+                                              device, cfg.channels_last))
                 for name, s in splits.items()}
 
 
@@ -280,17 +357,16 @@ def train(cfg: TrainConfig) -> Path:
     check_config(cfg)
     cfg = resolved(cfg)
     space = load_space(cfg.space)
+    # The split follows the seed too; the checkpoint stores both, so an evaluator can
+    # rebuild the same held-out val split. Folders are only indexed here (streamed).
+    data = load_data(cfg.data, space.base_resolution, cfg.seed)
+    # The classifier follows the data; the space's class count is a default.
+    space = replace(space, num_classes=data.num_classes)
     out = Path(cfg.out)
     path = out / "supernet.pt"
     prev = _previous(path, cfg, space)
     if prev is not None and prev.get("completed"):
         return path
-    # The split follows the seed too; the checkpoint stores both, so an evaluator can
-    # rebuild the same held-out val split.
-    data = load_data(cfg.data, max(space.resolutions), cfg.seed)
-    if data.num_classes > space.num_classes:
-        raise ValueError(f"data: {cfg.data!r} has {data.num_classes} classes, more than the "
-                         f"{space.num_classes} of space {space.name!r}")
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     d = setup(cfg.device)
@@ -313,7 +389,9 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         net.load_state_dict(prev["state_dict"])
     if cfg.sync_bn and d.world > 1:
         convert_sync_bn(net)
-    net.to(d.device)  # channels_last goes on the inputs; activations follow them
+    net.to(d.device)
+    if cfg.channels_last:
+        _grad_layout(net)
     model: nn.Module = net
     if d.world > 1:
         # The last backward of a step (the smallest child's) leaves layers idle. Buffers
@@ -322,10 +400,9 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             net, device_ids=[d.device] if d.device.type == "cuda" else None,
             find_unused_parameters=True)
     steps = len(data.train) // cfg.batch_size
-    opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9,
-                          nesterov=True)
+    opt = make_optimizer(net, cfg)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps,
-                           round(min(cfg.warmup_epochs, cfg.epochs) * steps))
+                           round(min(cfg.warmup_epochs, cfg.epochs) * steps), steps)
     history: list[dict] = []
     start, seconds = 0, 0.0
     if prev is not None:
@@ -334,27 +411,34 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         history, start, seconds = list(prev["history"]), prev["epoch"], prev["seconds"]
     dropout = space.dropout if cfg.dropout is None else cfg.dropout
     lead = d.rank == 0
+    if lead and not cfg.quiet and start < cfg.epochs:
+        print(_header(cfg, space, data, d, dropout), flush=True)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
         loader = batches(data.train, data, cfg.batch_size, seed=_seed(cfg.seed, epoch),
                          train=True, drop_last=True, rank=d.rank, world=d.world,
-                         workers=cfg.workers)
+                         workers=cfg.workers, device=d.device)
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=cfg.quiet or not lead, dynamic_ncols=True)
-        sums = torch.zeros(2, dtype=torch.float64, device=d.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=d.device)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps + i
-            children = sandwich_children(space, cfg.seed, step, cfg.num_random)
+            children = sandwich_children(space, cfg.seed, step, cfg.num_random,
+                                         cfg.res_sampling == "paired")
             torch.manual_seed(_seed(cfg.seed, step, d.rank))  # dropout masks, resumable
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             loss, kd = sandwich_step(model, opt, x, y, children, cfg, dropout)
             sched.step()
-            sums += torch.stack([loss, kd]).double()
+            short = cfg.batch_size // d.world - len(y)  # unreadable images skipped
+            sums += torch.stack([loss.double(), kd.double(),
+                                 torch.tensor(float(short), dtype=torch.float64,
+                                              device=d.device)])
             if i % 10 == 0 and not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if d.world > 1:
             dist.all_reduce(sums)
+        skipped = int(sums[2].item())
         sums = (sums / (steps * d.world)).tolist()
         train_s = time.perf_counter() - t0
         if lead:
@@ -370,7 +454,7 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "loss": sums[0],
                    "kd_loss": sums[1], "lr": opt.param_groups[0]["lr"], "train_s": train_s,
                    "eval_s": eval_s, "val_top1_min": res["min"]["val"].top1,
-                   "val_top1_max": res["max"]["val"].top1}
+                   "val_top1_max": res["max"]["val"].top1, "skipped_images": skipped}
             history.append(row)
             seconds += train_s + eval_s
             result = None
@@ -391,6 +475,19 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             (tqdm.write if not bar.disable else print)(_log_line(row, cfg.epochs))
         if d.world > 1:
             dist.barrier()  # the others wait while rank 0 evaluates and saves
+
+
+def _header(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist,
+            dropout: float) -> str:
+    """The values in force, once at the start of the log."""
+    return (f"nas-train: space {space.name} ({space.num_classes} classes, base "
+            f"{space.base_resolution} px), data {data.name} ({len(data.train)} train"
+            f"{', streamed' if data.streamed else ''}, {cfg.workers} workers), recipe "
+            f"{cfg.recipe}: {cfg.optimizer} lr {cfg.lr:g} batch {cfg.batch_size} x {d.world} "
+            f"proc, {cfg.epochs} epochs, warm-up {cfg.warmup_epochs:g}, schedule "
+            f"{cfg.schedule}, weight decay {cfg.weight_decay:g}, label smoothing "
+            f"{cfg.label_smoothing:g}, dropout {dropout:g}, clip {cfg.grad_clip:g}, "
+            f"{cfg.num_random} random children ({cfg.res_sampling} resolutions)")
 
 
 def _plain(cfg: TrainConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from supernet.data import (
     augment,
     batches,
     calib_batches,
+    images,
     load_data,
     normalize,
     resize,
@@ -124,38 +125,41 @@ def test_cifar10_errors_are_one_line_naming_path_and_layout(tmp_path, damage):
     assert "\n" not in msg and str(bad) in msg and "data_batch_1" in msg
 
 
-def test_image_folder_read_with_pillow(tmp_path):
+def test_image_folder_is_indexed_not_read_and_decodes_per_batch(tmp_path):
     root = _folder(tmp_path, splits=("train", "val", "test"))
     d = load_data(f"folder:{root}", 16)
+    assert d.streamed and d.crop == "pad" and d.pad == 2  # 16 px: CIFAR-style crops
     assert d.num_classes == 2 and len(d.train) == 6 and len(d.val) == 6 and len(d.test) == 6
-    assert d.train.x.shape[1:] == (3, 16, 16)
-    cat = d.train.x[d.train.y == 0].float().mean((0, 2, 3))
+    x, y = images(d.train, d)
+    assert x.shape[1:] == (3, 16, 16) and x.dtype == torch.uint8
+    cat = x[y == 0].float().mean((0, 2, 3))
     assert cat[0] > 150 and cat[2] < 50  # class 0 = "cat" (sorted), red, channel order kept
     assert load_data(f"folder:{_folder(tmp_path / 'b')}", 16).test is None
 
 
-@pytest.mark.parametrize("damage", ["no_val", "corrupt_image", "no_classes", "val_lacks"])
+@pytest.mark.parametrize("damage", ["no_val", "no_classes", "val_lacks", "val_adds",
+                                    "empty_class"])
 def test_image_folder_errors(tmp_path, damage):
+    import shutil
+
     root = _folder(tmp_path)
     where = root
     if damage == "no_val":
-        import shutil
-
         shutil.rmtree(root / "val")
-    elif damage == "corrupt_image":
-        where = root / "train" / "dog" / "1.png"
-        where.write_bytes(b"not a png")
     elif damage == "no_classes":
-        import shutil
-
         shutil.rmtree(root / "train")
         (root / "train").mkdir()
         where = root / "train"
-    else:
-        import shutil
-
+    elif damage == "val_lacks":
         shutil.rmtree(root / "val" / "dog")
         where = root / "val"
+    elif damage == "val_adds":
+        (root / "val" / "eel").mkdir()
+        where = root / "val"
+    else:
+        for f in (root / "train" / "dog").iterdir():
+            f.unlink()
+        where = root / "train" / "dog"
     with pytest.raises(ValueError) as e:
         load_data(f"folder:{root}", 16)
     assert "\n" not in str(e.value) and str(where) in str(e.value)

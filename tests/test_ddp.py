@@ -50,6 +50,8 @@ def _torchrun(args: list[str]) -> None:
            "-m", "supernet.cli", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # parameters are channels-last before DDP wraps them: no gradient copies into buckets
+    assert "strides do not match" not in done.stderr, done.stderr[-3000:]
 
 
 def _single(tmp_path, args: list[str], out: str, sync_bn: bool) -> dict:

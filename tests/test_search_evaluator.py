@@ -11,7 +11,7 @@ import torch
 from nas_search import EVAL_COLUMNS, Evaluator, OracleEvaluator, SupernetEvaluator
 from nas_search.evaluator import check_output
 from supernet import ElasticSupernet, load_space, save_checkpoint
-from supernet.data import calib_batches, load_data, normalize, resize
+from supernet.data import calib_batches, load_data, normalize, resize, stratified_subset
 from supernet.evaluation import calibrate_bn, evaluate
 
 TINY = load_space("tiny")
@@ -74,8 +74,9 @@ def test_supernet_evaluator_recalibrates_bn_on_fixed_train_images_then_scores_va
     # images, evaluate the first val images (channels-last sums in another order: approx)
     calib = next(iter(calib_batches(data, 16, 16, 0)))
     calibrate_bn(net, a, [(resize(calib[0], a.resolution), None)], 16)
-    x = resize(normalize(data.val.x[:40], data), a.resolution)
-    res = evaluate(net, a, [(x, data.val.y[:40])])
+    sub = data.val.subset(stratified_subset(data.val.y, 40))  # class-stratified, seed 0
+    x = resize(normalize(sub.x, data), a.resolution)
+    res = evaluate(net, a, [(x, sub.y)])
     assert res.loss == pytest.approx(first["loss"], rel=1e-4)
     assert res.top1 == pytest.approx(first["top1"], abs=1 / 40)
     net.load_state_dict(before)

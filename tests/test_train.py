@@ -75,7 +75,19 @@ def test_sandwich_children_largest_smallest_and_seeded_random_ones():
     assert kids == sandwich_children(space, 0, 7, 3)  # the step decides: same on every rank
     others = [sandwich_children(space, 0, s, 3)[1:-1] for s in range(20)]
     assert len({a for k in others for a in k}) > 40
-    assert len({a.resolution for k in others for a in k}) == len(space.resolutions)
+    # paired (BigNAS supplement C): random children at the resolutions in between
+    assert {a.resolution for k in others for a in k} == {28}
+    free = [sandwich_children(space, 0, s, 3, paired=False)[1:-1] for s in range(20)]
+    assert len({a.resolution for k in free for a in k}) == len(space.resolutions)
+
+
+def test_paired_resolutions_give_each_middle_resolution_once_per_step():
+    space = load_space("attentive-mbv3")  # 192 | 224, 256 | 288
+    for step in range(10):
+        kids = sandwich_children(space, 3, step, 2)
+        assert sorted(k.resolution for k in kids) == [192, 224, 256, 288]
+    four = [k.resolution for k in sandwich_children(space, 3, 0, 4)[1:-1]]
+    assert sorted(four) == [224, 224, 256, 256]  # more children than resolutions: cycled
 
 
 def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small):

@@ -1,0 +1,67 @@
+"""Training recipes: the published hyper-parameters of BigNAS and AttentiveNAS, and ours
+for small CPU runs. A recipe fills the TrainConfig fields left unset (None); flags win.
+
+The learning rate is given at the recipe's batch size and scaled linearly with the
+batch actually used (Goyal et al.'s rule, which both papers' code applies), unless
+`lr` itself is set. Where a value comes from is said next to it: "BigNAS" (the
+paper and ../shared/seeds), "EfficientNet" (whose training setup BigNAS adopts),
+"AttentiveNAS repo" (configs/train_attentive_nas_models.yml), "ours".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Values a recipe gives to the TrainConfig fields it controls."""
+
+    epochs: int
+    batch_size: int
+    lr: float  # at `batch_size`; scaled linearly for another batch
+    optimizer: str  # "sgd" (Nesterov, momentum 0.9) or "rmsprop" (TF-style, see train)
+    schedule: str
+    warmup_epochs: float
+    weight_decay: float  # conv and linear weights: the largest child's L2 term, once a step
+    label_smoothing: float  # the largest child's label loss only
+    dropout: float | None  # the largest child only; None: the space's head dropout
+    grad_clip: float
+
+
+RECIPES: dict[str, Recipe] = {
+    # ours: sized for a few CPU minutes on 2 cores (digits, the tiny space)
+    "small": Recipe(epochs=8, batch_size=64, lr=0.1, optimizer="sgd", schedule="exp",
+                    warmup_epochs=1.0, weight_decay=5e-5, label_smoothing=0.1, dropout=None,
+                    grad_clip=5.0),
+    # BigNAS: RMSProp, LR x0.97 every 2.4 epochs held at 5% (BigNAS), 0.256 at batch
+    # 4096 (EfficientNet), weight decay 1e-5 and dropout 0.2 on the largest child only
+    # (BigNAS), label smoothing 0.1 (EfficientNet), 5 warm-up epochs (EfficientNet's
+    # TPU code), 360 epochs (ours: the decay reaches its floor at epoch 241), no clipping.
+    "bignas": Recipe(epochs=360, batch_size=4096, lr=0.256, optimizer="rmsprop",
+                     schedule="bignas", warmup_epochs=5.0, weight_decay=1e-5,
+                     label_smoothing=0.1, dropout=0.2, grad_clip=0.0),
+    # AttentiveNAS repo: SGD Nesterov 0.9, base LR 0.1 at its batch of 2048 (32 x 64
+    # GPUs; its own rescaling is commented out), warm-up 5 of 360 epochs then cosine to
+    # 0, weight decay 1e-5 (none on BN and biases), label smoothing 0.1, dropout 0.2,
+    # gradient clipping at 1.0. Its drop-connect 0.2 is not implemented here.
+    "attentivenas": Recipe(epochs=360, batch_size=2048, lr=0.1, optimizer="sgd",
+                           schedule="cosine", warmup_epochs=5.0, weight_decay=1e-5,
+                           label_smoothing=0.1, dropout=0.2, grad_clip=1.0),
+}
+
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "warmup_epochs",
+                 "weight_decay", "label_smoothing", "grad_clip")
+
+
+def recipe_values(name: str, given: dict) -> dict:
+    """The values in force for recipe `name` given the fields set by the user (`given`:
+    field -> value, None where unset): unset fields take the recipe's, and an unset LR
+    is the recipe's scaled linearly to the batch size in force."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe: {name!r} is not a recipe; allowed {list(RECIPES)}")
+    r = RECIPES[name]
+    out = {f: getattr(r, f) if given.get(f) is None else given[f] for f in RECIPE_FIELDS}
+    if given.get("lr") is None and isinstance(out["batch_size"], int):
+        out["lr"] = r.lr * out["batch_size"] / r.batch_size
+    return out
