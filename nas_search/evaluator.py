@@ -176,7 +176,7 @@ class SupernetEvaluator:
                  val_images: int | None = None, batch_size: int = 256, latency: bool = False,
                  device: str | torch.device | None = None, name: str = "supernet",
                  calib_seed: int = 0, channels_last: bool = True, threads: int | None = None,
-                 workers: int = 0):
+                 workers: int = 0, calib_indices: Sequence[int] | None = None):
         if calib_images < 1:
             raise ValueError(f"calib_images: {calib_images} must be at least 1")
         if len(data.train) < calib_images:
@@ -197,7 +197,8 @@ class SupernetEvaluator:
         # same statistics, so evaluations compare across strategies and seeds
         calib = torch.randperm(len(data.train),
                                generator=torch.Generator().manual_seed(calib_seed))
-        self._calib = images(data.train.subset(calib[:calib_images]), data)[0].to(self.device)
+        chosen = calib[:calib_images] if calib_indices is None else list(calib_indices)
+        self._calib = images(data.train.subset(chosen), data)[0].to(self.device)
         # a class-stratified val subset with a fixed seed (the first n could be one class)
         self._val_split = data.val.subset(stratified_subset(data.val.y, n_val, seed=0))
         self._val = None if data.streamed else tuple(
