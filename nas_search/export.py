@@ -131,8 +131,12 @@ def run_picks(run: str | Path, pick: str) -> list[Pick]:
                          "use best or front:K")
     rows = read_results(Path(run) / "results.csv").drop_duplicates("arch").set_index("arch",
                                                                                       drop=False)
-    return [Pick(f"target-{t}", b["arch"], _row(rows.loc[b["arch"]]))
-            for t, b in per.items() if b is not None]
+    picks = [Pick(f"target-{t}", b["arch"], _row(rows.loc[b["arch"]]))
+             for t, b in per.items() if b is not None]
+    if not picks:
+        raise ValueError(f"pick: run {str(run)!r} found no feasible child under any of its "
+                         f"targets {list(per)}")
+    return picks
 
 
 def _run_supernet(run: str | Path) -> str:
