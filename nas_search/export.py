@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 import yaml
 
-from supernet.calibrate import as_supernet_call, calibrated_child, recalibrate
+from supernet.calibrate import as_supernet_call, calibrated_child, recalibrate_on
 from supernet.checkpoint import load_checkpoint
 from supernet.child_file import ChildFile, arch_yaml, check_onnx_available, export_onnx, save_child
 from supernet.cost import macs
-from supernet.data import DataSet, batches, calib_batches, load_data
+from supernet.data import DataSet, batches, load_data
 from supernet.evaluation import evaluate
 from supernet.finetune import finetune, recipe_from_config
 from supernet.space import Arch, SearchSpace
@@ -196,12 +196,6 @@ def _scores(child: torch.nn.Module, arch: Arch, data: DataSet, bs: int,
     return out
 
 
-def _recalibrate(child, arch: Arch, data: DataSet, n: int, bs: int, device) -> None:
-    loader = ((x.to(device), y) for x, y in calib_batches(data, n, bs))
-    recalibrate(child, arch, loader, n)
-    child.eval()
-
-
 def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportConfig,
                calib: int, folder: Path, source: dict, teacher=None) -> dict:
     """Calibrate, measure (fine-tune) and write one child into `folder`; its metrics."""
@@ -218,7 +212,7 @@ def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportCo
         recipe = recipe_from_config(source.get("recipe_config"))
         res = finetune(child, arch, data, cfg.finetune_epochs, recipe, teacher=teacher,
                        lr=cfg.finetune_lr, device=device, quiet=cfg.quiet)
-        _recalibrate(child, arch, data, calib, bs, device)
+        recalibrate_on(child, arch, data, calib, batch_size=bs)
         m.update(_scores(child, arch, data, bs, device))
         m["finetune"] = {**asdict(res), "before": before}
     m["latency_ms"] = measure_latency(child, arch.resolution, device)

@@ -51,10 +51,18 @@ def calibrated_child(net: nn.Module, arch: Arch, data: DataSet, num_images: int 
     The same (arch, data, num_images, batch_size, seed) gives the same statistics as the
     search's evaluator, so an exported child scores what it scored in the search.
     """
+    device = torch.device(device or "cpu")
+    child = net.export(arch).to(device)
+    return recalibrate_on(child, arch, data, num_images, batch_size=batch_size, seed=seed)
+
+
+def recalibrate_on(child: nn.Module, arch: Arch, data: DataSet, num_images: int, *,
+                   batch_size: int = 256, seed: int = 0) -> nn.Module:
+    """`recalibrate` the plain `child` on `calib_batches(data, num_images, ...)` (on the
+    child's device); returns it in eval mode. Used again after fine-tuning."""
     if num_images < 1 or num_images > len(data.train):
         raise ValueError(f"calib_images: {num_images} is not allowed; expected 1.."
                          f"{len(data.train)} (the training images of {data.name!r})")
-    device = torch.device(device or "cpu")
-    child = net.export(arch).to(device)
+    device = next(child.parameters()).device
     batches = ((x.to(device), y) for x, y in calib_batches(data, num_images, batch_size, seed))
     return recalibrate(child, arch, batches, num_images).eval()
