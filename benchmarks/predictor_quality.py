@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     net, extra = load_checkpoint(ckpt)
     space, cfg = net.space, extra.get("config", {})
     # the training run's data and split seed, so the val split is the one it held out
-    data = load_data(cfg.get("data", "digits"), max(space.resolutions), int(cfg.get("seed", 0)))
+    data = load_data(cfg.get("data", "digits"), space.base_resolution, int(cfg.get("seed", 0)))
     torch.set_num_threads(args.threads)
     pool_n = max(args.sizes)
     archs = distinct_children(space, pool_n + args.test, args.seed)

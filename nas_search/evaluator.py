@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from supernet.calibrate import as_supernet_call, recalibrate
 from supernet.checkpoint import load_checkpoint
 from supernet.data import DataSet, batches, images, load_data, normalize, resize, stratified_subset
-from supernet.evaluation import calibrate_bn, evaluate
+from supernet.evaluation import evaluate
 from supernet.model import ElasticSupernet
 from supernet.space import Arch, SearchSpace
 
@@ -143,18 +144,6 @@ def reuse_freed_memory() -> bool:
                                                                         1 << 30))
 
 
-class _Child(nn.Module):
-    """An exported child behind the supernet's `forward(x, arch)` signature, so that
-    `supernet.evaluation.calibrate_bn` and `evaluate` run on it unchanged."""
-
-    def __init__(self, body: nn.Module):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
-        return self.body(x)
-
-
 class SupernetEvaluator:
     """Children of a trained supernet: BN recalibration on a fixed set of training images,
     then top-1 and loss on the validation split (optionally batch-1 latency).
@@ -239,14 +228,14 @@ class SupernetEvaluator:
 
     def calibrated_child(self, arch: Arch) -> nn.Module:
         """Child `arch` exported, with BN statistics recalibrated on the fixed images."""
-        child = _Child(self.net.export(arch)).to(self.device, memory_format=self.memory_format)
+        child = self.net.export(arch).to(self.device, memory_format=self.memory_format)
         for m in child.modules():
             # every activation of an exported child acts on a fresh conv/BN output
             if hasattr(m, "inplace"):
                 m.inplace = True
-        calibrate_bn(child, arch, self._uint8_batches(self._calib, None, arch.resolution),
-                     len(self._calib))
-        return child
+        recalibrate(child, arch, self._uint8_batches(self._calib, None, arch.resolution),
+                    len(self._calib))
+        return as_supernet_call(child)
 
     def evaluate_one(self, arch: Arch) -> dict:
         """Calibrate, evaluate (and time) one child; a row of the result table."""
@@ -264,7 +253,7 @@ class SupernetEvaluator:
     def latency_ms(self, arch: Arch, child: nn.Module | None = None) -> float:
         """Batch-1 latency of the exported child on this evaluator's device, layout and
         CPU threads."""
-        child = child if child is not None else _Child(self.net.export(arch))
+        child = child if child is not None else as_supernet_call(self.net.export(arch))
         with torch_threads(self.threads):
             return measure_latency(child, arch.resolution, self.device, self.memory_format)
 

@@ -74,7 +74,8 @@ def _block(blk, p: BlockPlan, space) -> MBConv:
 
 
 def export_child(net, arch) -> nn.Sequential:
-    """Standalone `nn.Sequential(stem, blocks, head)` of child `arch` with copied weights."""
+    """Standalone `nn.Sequential(stem, blocks, head)` of child `arch` with copied weights
+    and the supernet's raw BN statistics (see `supernet.calibrate.calibrated_child`)."""
     space, p = net.space, net.plan(arch)
     stem = nn.Sequential(_conv(net.stem_conv, 3, p.stem_out, 3), _bn(net.stem_bn, p.stem_out),
                          make_act(space.stem_act))

@@ -119,7 +119,11 @@ class ElasticSupernet(nn.Module):
 
     @torch.no_grad()
     def export(self, arch: Arch) -> nn.Sequential:
-        """A standalone copy of child `arch` made of standard torch layers."""
+        """A standalone copy of child `arch` made of standard torch layers.
+
+        It copies the raw BN running statistics stored in the supernet, which are not
+        this child's (they are whatever was last computed, e.g. the largest child's):
+        use `supernet.calibrated_child` for a child with its own statistics."""
         from .export import export_child
 
         return export_child(self, arch)

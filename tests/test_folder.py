@@ -177,6 +177,14 @@ def test_streamed_training_with_workers_resumes_bit_identical(tmp_path, monkeypa
     assert done["completed"] and calls == [1]
     for k, v in full["state_dict"].items():
         assert torch.equal(v, done["state_dict"][k]), k
+    # the search reads the same folder back: 2 classes, streamed val, no refusal
+    from nas_search.evaluator import SupernetEvaluator
+
+    ev = SupernetEvaluator.from_checkpoint(tmp_path / "full" / "supernet.pt", calib_images=8,
+                                           device="cpu", workers=1)
+    assert ev.data.streamed and ev.space.num_classes == 2
+    row = ev.evaluate([ev.space.max_arch()]).iloc[0]
+    assert 0 <= row["top1"] <= 1 and np.isfinite(row["loss"])
 
 
 def test_attentive_mbv3_trains_one_epoch_from_a_folder_on_the_cpu(tmp_path, capsys):

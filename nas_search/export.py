@@ -1,0 +1,311 @@
+"""From a search result to deployable children: pick children of a run (or take one arch),
+recalibrate their BN, measure them, optionally fine-tune them, write one folder each.
+
+    OUT/<label>/model.pt      plain state_dict + arch + space + resolution + mean/std +
+                              metrics (supernet.child_file; loads with weights_only=True)
+    OUT/<label>/arch.yaml     the subnet description
+    OUT/<label>/metrics.json  top-1/loss on val (and test), MACs, params, batch-1 latency
+    OUT/<label>/model.onnx    with --onnx, checked against torch with onnxruntime
+    OUT/children.csv          one row per child, search top-1 beside the exported one
+
+The whole OUT folder is built under a temporary name and renamed at the end, so a bad
+input or an interruption leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from supernet.calibrate import as_supernet_call, calibrated_child, recalibrate_on
+from supernet.checkpoint import load_checkpoint
+from supernet.child_file import ChildFile, arch_yaml, check_onnx_available, export_onnx, save_child
+from supernet.cost import macs
+from supernet.data import DataSet, batches, load_data
+from supernet.evaluation import evaluate
+from supernet.finetune import finetune, recipe_from_config
+from supernet.space import Arch, SearchSpace
+
+from .evaluator import file_digest, measure_latency, torch_threads
+from .problem import format_count
+from .results import FRONT, SUMMARY, read_json, read_results
+
+PICKS = "best | targets | front:K"
+CHILDREN = "children.csv"
+
+
+@dataclass
+class ExportConfig:
+    """Everything `nas-export` needs; its flags map one to one."""
+
+    out: str
+    supernet: str | None = None  # default with --run: the run's supernet
+    arch: str | None = None
+    run: str | None = None
+    pick: str = "best"
+    force: bool = False
+    calib_images: int | None = None  # default: the run's setting, else 64 (the search's)
+    onnx: bool = False
+    finetune_epochs: int = 0
+    finetune_distill: bool = False  # learn the largest child's soft labels, not the labels
+    finetune_lr: float | None = None  # default: the supernet's final LR (5% of its initial)
+    data: str | None = None  # default: the data the supernet was trained on
+    device: str = "cpu"
+    threads: int = 1  # torch CPU threads (latency is measured with these)
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One child to export: folder label, arch string, its row of the search (if any)."""
+
+    label: str
+    arch: str
+    search: dict
+
+
+def parse_pick(text: str) -> tuple[str, int]:
+    """'best' -> ('best', 1), 'targets' -> ('targets', 0), 'front:4' -> ('front', 4)."""
+    kind, _, k = str(text).partition(":")
+    if kind in ("best", "targets") and not k:
+        return kind, 0 if kind == "targets" else 1
+    if kind == "front" and k.isdigit() and int(k) >= 1:
+        return kind, int(k)
+    raise ValueError(f"pick: {text!r} is not allowed; expected {PICKS} (K a whole number >= 1)")
+
+
+def equispaced(values: np.ndarray, k: int) -> list[int]:
+    """Indices of `k` distinct entries of sorted `values` closest to k equispaced points
+    between their min and max (SCARLET-NAS's K models from the final front)."""
+    if k > len(values):
+        raise ValueError(f"pick: front:{k} asks for more children than the {len(values)} "
+                         "on the front")
+    targets = np.linspace(values[0], values[-1], k) if k > 1 else np.array([values[-1]])
+    free, chosen = list(range(len(values))), []
+    for t in targets:
+        i = min(free, key=lambda j: (abs(values[j] - t), j))
+        free.remove(i)
+        chosen.append(i)
+    return sorted(chosen)
+
+
+def _row(r: pd.Series) -> dict:
+    keep = ("top1", "loss", "macs", "params", "latency_ms")
+    return {f"search_{k}": float(r[k]) for k in keep if k in r and pd.notna(r[k])}
+
+
+def run_picks(run: str | Path, pick: str) -> list[Pick]:
+    """The children of search run folder `run` that `pick` names (see PICKS)."""
+    kind, k = parse_pick(pick)
+    path = Path(run) / FRONT
+    if not path.is_file():
+        raise ValueError(f"run: {str(run)!r} holds no {FRONT}; give the out folder of a "
+                         "finished nas-search run")
+    front = read_results(path)
+    if len(front) == 0:
+        raise ValueError(f"run: {str(path)!r} is empty (no feasible child)")
+    if kind == "best":  # highest top-1, ties: fewer MACs (as nas-search's best child)
+        r = front.sort_values(["top1", "macs"], ascending=[False, True], kind="stable").iloc[0]
+        return [Pick("best", r["arch"], _row(r))]
+    front = front.sort_values("macs", kind="stable").reset_index(drop=True)
+    if kind == "front":
+        return [Pick(f"front-{n}-{format_count(front['macs'][i])}", front["arch"][i],
+                     _row(front.iloc[i]))
+                for n, i in enumerate(equispaced(front["macs"].to_numpy(float), k))]
+    summary = read_json(Path(run) / SUMMARY) if (Path(run) / SUMMARY).is_file() else {}
+    per = summary.get("best_per_target", {})
+    if not per or list(per) == ["all"]:
+        raise ValueError(f"pick: run {str(run)!r} was searched without --targets; "
+                         "use best or front:K")
+    rows = read_results(Path(run) / "results.csv").drop_duplicates("arch").set_index("arch",
+                                                                                      drop=False)
+    picks = [Pick(f"target-{t}", b["arch"], _row(rows.loc[b["arch"]]))
+             for t, b in per.items() if b is not None]
+    if not picks:
+        raise ValueError(f"pick: run {str(run)!r} found no feasible child under any of its "
+                         f"targets {list(per)}")
+    return picks
+
+
+def _run_supernet(run: str | Path) -> str:
+    """The supernet a run searched: its saved setting, else <run>/supernet/supernet.pt."""
+    summary = Path(run) / SUMMARY
+    saved = read_json(summary).get("settings", {}).get("supernet") if summary.is_file() \
+        else None
+    return saved or str(Path(run) / "supernet" / "supernet.pt")
+
+
+def _run_calib_images(run: str | Path | None) -> int:
+    summary = Path(run) / SUMMARY if run else None
+    if summary is not None and summary.is_file():
+        return int(read_json(summary).get("settings", {}).get("calib_images") or 64)
+    return 64
+
+
+@contextmanager
+def _staged_folder(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside `out` that becomes `out` when the body succeeds (replacing
+    an old `out` only with `force`) and is removed when it fails.
+    (A private atomic-folder helper until the project has a shared one.)"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        _check_out(out, force)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ValueError(f"out: {str(out)!r} exists; choose another folder or pass --force "
+                         "to replace it")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a file, not a folder")
+
+
+def _scores(child: torch.nn.Module, arch: Arch, data: DataSet, bs: int,
+            device: torch.device) -> dict:
+    """Top-1 and loss of a plain child on val (and test, where the data has one)."""
+    splits = {"val": data.val, **({"test": data.test} if data.test is not None else {})}
+    out = {}
+    for name, split in splits.items():
+        loader = ((x.to(device), y.to(device)) for x, y in batches(split, data, bs))
+        r = evaluate(as_supernet_call(child), arch, loader)
+        out[name] = {"top1": r.top1, "loss": r.loss, "images": r.n}
+    return out
+
+
+def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportConfig,
+               calib: int, folder: Path, source: dict, teacher=None) -> dict:
+    """Calibrate, measure (fine-tune) and write one child into `folder`; its metrics."""
+    arch = space.parse(pick.arch)
+    device = torch.device(cfg.device)
+    bs = 256  # the search evaluator's batch: the same calibration statistics
+    t = time.perf_counter()
+    child = calibrated_child(net, arch, data, calib, batch_size=bs, device=device)
+    m: dict = {"arch": str(arch), "label": pick.label, **pick.search,
+               **_scores(child, arch, data, bs, device), "macs": macs(space, arch),
+               "params": sum(p.numel() for p in child.parameters()), "calib_images": calib}
+    if cfg.finetune_epochs:
+        before = {k: m[k] for k in ("val", "test") if k in m}
+        recipe = recipe_from_config(source.get("recipe_config"))
+        res = finetune(child, arch, data, cfg.finetune_epochs, recipe, teacher=teacher,
+                       lr=cfg.finetune_lr, device=device, quiet=cfg.quiet)
+        recalibrate_on(child, arch, data, calib, batch_size=bs)
+        m.update(_scores(child, arch, data, bs, device))
+        m["finetune"] = {**asdict(res), "before": before}
+    m["latency_ms"] = measure_latency(child, arch.resolution, device)
+    m["latency_device"] = f"{device.type}, {torch.get_num_threads()} thread(s)"
+    m["export_s"] = time.perf_counter() - t
+    child = child.cpu().eval()
+    folder.mkdir()
+    f = ChildFile(arch, space, child.state_dict(), arch.resolution, space.base_resolution,
+                  data.mean, data.std, m,
+                  {k: v for k, v in source.items() if k != "recipe_config"})
+    save_child(folder / "model.pt", f)
+    (folder / "arch.yaml").write_text(arch_yaml(f))
+    if cfg.onnx:
+        m["onnx_max_abs_diff"] = export_onnx(child, arch.resolution, folder / "model.onnx")
+    (folder / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    return m
+
+
+def _teacher(net, space: SearchSpace, data: DataSet, calib: int, device):
+    arch = space.max_arch()
+    return calibrated_child(net, arch, data, calib, device=device), arch
+
+
+def export_children(cfg: ExportConfig) -> pd.DataFrame:
+    """Do what `cfg` says (see the module doc); returns children.csv's table. Bad input
+    raises ValueError with a one-line message before anything is written."""
+    out = Path(cfg.out)
+    _check_out(out, cfg.force)
+    if (cfg.arch is None) == (cfg.run is None):
+        raise ValueError("arch/run: give exactly one of --arch STRING or --run DIR")
+    if cfg.onnx:
+        check_onnx_available()
+    if not (isinstance(cfg.finetune_epochs, int) and cfg.finetune_epochs >= 0):
+        raise ValueError(f"finetune_epochs: {cfg.finetune_epochs!r} is not allowed; "
+                         "expected a whole number >= 0")
+    if cfg.finetune_lr is not None and not cfg.finetune_lr > 0:
+        raise ValueError(f"finetune_lr: {cfg.finetune_lr!r} is not allowed; expected a "
+                         "positive number")
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {cfg.device!r} is not a torch device (cpu, cuda, cuda:N)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {cfg.device!r} is not available on this machine")
+    picks = run_picks(cfg.run, cfg.pick) if cfg.run else [Pick("child", cfg.arch, {})]
+    ckpt = cfg.supernet or (_run_supernet(cfg.run) if cfg.run else None)
+    if ckpt is None:
+        raise ValueError("supernet: give --supernet CKPT (a nas-train checkpoint)")
+    net, extra = load_checkpoint(ckpt)
+    space = net.space
+    archs = [space.parse(p.arch) for p in picks]  # an arch of another space fails here
+    calib = cfg.calib_images or _run_calib_images(cfg.run)
+    spec = cfg.data or extra.get("data") or "digits"
+    seed = int(extra.get("seed", 0))  # the training split: val and test stay held out
+    data = load_data(spec, space.base_resolution, seed)
+    if data.num_classes != space.num_classes:
+        raise ValueError(f"data: {spec!r} has {data.num_classes} classes but the "
+                         f"supernet's space has {space.num_classes}")
+    if calib > len(data.train):
+        raise ValueError(f"calib_images: {calib} exceeds the {len(data.train)} training "
+                         f"images of {data.name!r}")
+    net.to(device).eval()
+    source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
+              "split_seed": seed, "calib_images": calib, "calib_seed": 0,
+              "recipe_config": extra.get("config")}
+    rows = []
+    with torch_threads(cfg.threads), _staged_folder(out, cfg.force) as tmp:
+        teacher = (_teacher(net, space, data, calib, device)
+                   if cfg.finetune_epochs and cfg.finetune_distill else None)
+        for i, (p, a) in enumerate(zip(picks, archs)):
+            if not cfg.quiet:
+                print(f"[{i + 1}/{len(picks)}] {p.label}: {a}", flush=True)
+            m = export_one(net, space, data, p, cfg, calib, tmp / p.label, source, teacher)
+            rows.append(_summary_row(m))
+        table = pd.DataFrame(rows)
+        table.to_csv(tmp / CHILDREN, index=False)
+        (tmp / "export.yaml").write_text(yaml.safe_dump(
+            {**{k: v for k, v in asdict(cfg).items() if k not in ("quiet", "force")},
+             "supernet": str(ckpt), "calib_images": calib}, sort_keys=False))
+    return table
+
+
+def _summary_row(m: dict) -> dict:
+    row = {"label": m["label"], "arch": m["arch"]}
+    if "search_top1" in m:
+        row["search_top1"] = m["search_top1"]
+    if "finetune" in m:
+        for split, r in m["finetune"]["before"].items():
+            row[f"{split}_top1_before_finetune"] = r["top1"]
+    for split in ("val", "test"):
+        if split in m:
+            row[f"{split}_top1"] = m[split]["top1"]
+            row[f"{split}_loss"] = m[split]["loss"]
+    row.update({k: m[k] for k in ("macs", "params", "latency_ms")})
+    return row
