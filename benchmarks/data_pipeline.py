@@ -5,15 +5,19 @@
    with 0, 1 and 2 worker processes, and per worker.
 2. Beside it, the images/s an attentive-mbv3 sandwich step consumes on this CPU
    (batch 16, paired resolutions, from a 224-px batch): the loader must outrun it.
-3. Peak memory of one training epoch (`nas-train --space tiny --data folder:DIR
-   --epochs 1`) on generated folders of 2,000 and 20,000 images: the proportional set
-   size summed over the trainer and its worker processes, sampled every 0.2 s. Target:
-   the 20k figure within 10% of the 2k one (memory does not grow with the images).
+3. Peak memory of one training epoch (`nas-train --space SPACE --data folder:DIR
+   --epochs 1 --workers 2`) on generated folders of 2,000 and 20,000 images: the
+   proportional set size summed over the trainer and its worker processes, sampled every
+   0.2 s. Target: the 20k figure within 10% of the 2k one (memory does not grow with the
+   images). The default SPACE is a one-stage probe net at 32 px, so that the epoch costs
+   decoding, not training (a tiny-space epoch of 2,000 images took 473 s on the shared
+   2-core machine); `--rss-space tiny` runs the real thing.
 
 Folders are generated under --tmp (default a temporary folder) and deleted afterwards;
 never commit them.
 
     python benchmarks/data_pipeline.py [--threads 2] [--sizes 2000,20000] [--skip-rss]
+                                       [--skip-rate] [--rss-space tiny]
 """
 
 from __future__ import annotations
@@ -106,9 +110,20 @@ def _pss_mb(pid: int) -> float:
     return total / 1024
 
 
-def epoch_peak_mb(root: Path, out: Path, threads: int) -> tuple[float, float]:
+PROBE = """
+name: probe
+resolutions: [32]
+stem: {widths: [8], stride: 2}
+stages:
+  - {widths: [8], depths: [1], kernels: [3], expands: [1], stride: 2}
+head: {widths: [16]}
+num_classes: 10
+"""
+
+
+def epoch_peak_mb(root: Path, out: Path, threads: int, space: str) -> tuple[float, float]:
     """(peak summed PSS in MB, seconds) of one `nas-train` epoch over the folder."""
-    cmd = [sys.executable, "-m", "supernet.cli", "--space", "tiny", "--data", f"folder:{root}",
+    cmd = [sys.executable, "-m", "supernet.cli", "--space", space, "--data", f"folder:{root}",
            "--epochs", "1", "--workers", "2", "--threads", str(threads), "--calib-images", "64",
            "--out", str(out), "--quiet"]
     t = time.perf_counter()
@@ -130,39 +145,56 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="timed attentive-mbv3 steps")
     ap.add_argument("--sizes", default="2000,20000", help="folder sizes for the RSS figure")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-rate", action="store_true")
+    ap.add_argument("--rss-space", default=None, help="space of the RSS epochs (default: a "
+                    "one-stage probe net, so decoding dominates)")
     ap.add_argument("--tmp", default=None, help="where to generate the folders")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(dir=args.tmp, prefix="nas-data-bench-"))
     try:
-        root = make_folder(tmp / "rate", args.images + 64)
-        print(f"loader: {args.images} 256-px JPEGs -> random-resized crop 224 + flip, batch 32 "
-              f"(torch threads {args.threads}, {os.cpu_count()} cores)")
-        rates = {w: loader_rate(root, w, args.images) for w in (0, 1, 2)}
-        for w, r in rates.items():
-            per = f"  ({r / w:6.1f} per worker)" if w else "  (in the main process)"
-            print(f"  workers {w}: {r:7.1f} images/s{per}")
-        need = step_rate(args.steps)
-        best = max(rates.values())
-        print(f"attentive-mbv3 sandwich step (batch 16, 4 children, paired resolutions): "
-              f"{need:.2f} images/s consumed")
-        print(f"  loader / step ratio: {best / need:.0f}x (>= 1: the CPU step, not decoding, "
-              f"limits training)")
-        if args.skip_rss:
-            return
-        sizes = [int(s) for s in args.sizes.split(",")]
-        peaks = {}
-        for n in sizes:
-            folder = make_folder(tmp / f"f{n}", n, size=256, seed=n)
-            peaks[n], secs = epoch_peak_mb(folder, tmp / f"run{n}", args.threads)
-            print(f"one tiny epoch on {n:6d} images: peak PSS {peaks[n]:7.1f} MB "
-                  f"(trainer + 2 workers), {secs:.0f} s")
-            shutil.rmtree(folder)
-        lo, hi = peaks[sizes[0]], peaks[sizes[-1]]
-        print(f"  peak memory {sizes[-1]} / {sizes[0]} images: {hi / lo:.3f} "
-              f"(target <= 1.10)")
+        if not args.skip_rate:
+            rates(args, tmp)
+        if not args.skip_rss:
+            rss(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rates(args: argparse.Namespace, tmp: Path) -> None:
+    """Loader images/s per worker count beside the attentive-mbv3 step's consumption."""
+    root = make_folder(tmp / "rate", args.images + 64)
+    print(f"loader: {args.images} 256-px JPEGs -> random-resized crop 224 + flip, batch 32 "
+          f"(torch threads {args.threads}, {os.cpu_count()} cores)")
+    got = {w: loader_rate(root, w, args.images) for w in (0, 1, 2)}
+    for w, r in got.items():
+        per = f"  ({r / w:6.1f} per worker)" if w else "  (in the main process)"
+        print(f"  workers {w}: {r:7.1f} images/s{per}")
+    need = step_rate(args.steps)
+    best = max(got.values())
+    print(f"attentive-mbv3 sandwich step (batch 16, 4 children, paired resolutions): "
+          f"{need:.2f} images/s consumed")
+    print(f"  loader / step ratio: {best / need:.0f}x (>= 1: the CPU step, not decoding, "
+          f"limits training)")
+
+
+def rss(args: argparse.Namespace, tmp: Path) -> None:
+    """Peak memory of one epoch on a small and a large generated folder."""
+    space = args.rss_space
+    if space is None:
+        (tmp / "probe.yaml").write_text(PROBE)
+        space = str(tmp / "probe.yaml")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    peaks = {}
+    for n in sizes:
+        folder = make_folder(tmp / f"f{n}", n, size=256, seed=n)
+        peaks[n], secs = epoch_peak_mb(folder, tmp / f"run{n}", args.threads, space)
+        print(f"one {Path(space).stem} epoch on {n:6d} images: peak PSS {peaks[n]:7.1f} MB "
+              f"(trainer + 2 workers), {secs:.0f} s")
+        shutil.rmtree(folder)
+    lo, hi = peaks[sizes[0]], peaks[sizes[-1]]
+    print(f"  peak memory {sizes[-1]} / {sizes[0]} images: {hi / lo:.3f} "
+          f"(target <= 1.10)")
 
 
 if __name__ == "__main__":
