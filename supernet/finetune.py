@@ -1,7 +1,7 @@
 """Fine-tune one exported child alone, with the supernet's recipe, to test BigNAS's claim
 that children need no retraining on one's own data.
 
-The recipe is the supernet's TrainConfig: SGD with Nesterov momentum, its batch size,
+The recipe is the supernet's TrainConfig: its optimizer (SGD or RMSProp), batch size,
 weight decay on conv/linear weights, gradient clipping, schedule shape and seed. Training
 starts at the LR the supernet ended at (FLOOR of its initial LR), without warm-up: the
 weights are trained already. With labels the child is regularised like the largest child
@@ -11,7 +11,7 @@ largest child) it learns the teacher's soft labels like the other children.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .data import DataSet, batches, resize
 from .space import Arch
-from .train import FLOOR, TrainConfig, _seed, make_scheduler, param_groups
+from .train import FLOOR, TrainConfig, _seed, make_optimizer, make_scheduler, with_recipe
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class FinetuneResult:
 def recipe_from_config(config: dict | None) -> TrainConfig:
     """The TrainConfig saved in a supernet checkpoint (`config`), unknown keys dropped."""
     names = set(TrainConfig.__dataclass_fields__)
-    return TrainConfig(**{k: v for k, v in (config or {}).items() if k in names})
+    return with_recipe(TrainConfig(**{k: v for k, v in (config or {}).items() if k in names}))
 
 
 def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: TrainConfig,
@@ -60,8 +60,7 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
         if isinstance(m, nn.Dropout):
             # labels: the largest child's regularisation; distilled: none, as in the sandwich
             m.p = 0.0 if teacher else (m.p if recipe.dropout is None else recipe.dropout)
-    opt = torch.optim.SGD(param_groups(child, recipe.weight_decay), lr=lr, momentum=0.9,
-                          nesterov=True)
+    opt = make_optimizer(child, replace(recipe, lr=lr))
     sched = make_scheduler(opt, recipe.schedule, epochs * steps, 0)
     if teacher is not None:
         teacher[0].to(device).eval()
@@ -70,7 +69,8 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
         child.train()
         # other seeds than the supernet's epochs: fine-tuning sees new crops
         loader = batches(data.train, data, recipe.batch_size,
-                         seed=_seed(recipe.seed, 1_000_000 + epoch), train=True, drop_last=True)
+                         seed=_seed(recipe.seed, 1_000_000 + epoch), train=True, drop_last=True,
+                         workers=recipe.workers or 0, device=device)
         total = 0.0
         for i, (x, y) in enumerate(tqdm(loader, total=steps, leave=False, disable=quiet,
                                         desc=f"fine-tune {epoch + 1}/{epochs}")):
