@@ -102,7 +102,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=_arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
     p.add_argument("--calib-images", type=_arg(_whole(1), "--calib-images"),
-                   help="training images for each child's BN recalibration (default 64)")
+                   help="training images for each child's BN recalibration (default 4096, "
+                        "at most the training split; see README)")
     p.add_argument("--val-images", type=_arg(_whole(1), "--val-images"),
                    help="validation images per child (default the whole val split)")
     p.add_argument("--pop-size", type=_arg(_whole(1), "--pop-size"),

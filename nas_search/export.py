@@ -38,7 +38,7 @@ from supernet.evaluation import evaluate
 from supernet.finetune import finetune, recipe_from_config
 from supernet.space import Arch, SearchSpace
 
-from .evaluator import file_digest, measure_latency, torch_threads
+from .evaluator import CALIB_IMAGES, file_digest, measure_latency, torch_threads
 from .problem import format_count
 from .results import FRONT, SUMMARY, read_json, read_results
 
@@ -56,7 +56,7 @@ class ExportConfig:
     run: str | None = None
     pick: str = "best"
     force: bool = False
-    calib_images: int | None = None  # default: the run's setting, else 64 (the search's)
+    calib_images: int | None = None  # default: the run's setting, else the search's default
     onnx: bool = False
     finetune_epochs: int = 0
     finetune_distill: bool = False  # learn the largest child's soft labels, not the labels
@@ -150,8 +150,8 @@ def _run_supernet(run: str | Path) -> str:
 def _run_calib_images(run: str | Path | None) -> int:
     summary = Path(run) / SUMMARY if run else None
     if summary is not None and summary.is_file():
-        return int(read_json(summary).get("settings", {}).get("calib_images") or 64)
-    return 64
+        return int(read_json(summary).get("settings", {}).get("calib_images") or CALIB_IMAGES)
+    return CALIB_IMAGES
 
 
 @contextmanager
@@ -272,9 +272,7 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     if data.num_classes != space.num_classes:
         raise ValueError(f"data: {spec!r} has {data.num_classes} classes but the "
                          f"supernet's space has {space.num_classes}")
-    if calib > len(data.train):
-        raise ValueError(f"calib_images: {calib} exceeds the {len(data.train)} training "
-                         f"images of {data.name!r}")
+    calib = min(calib, len(data.train))  # as the search's evaluator: at most the split
     net.to(device).eval()
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
               "split_seed": seed, "calib_images": calib, "calib_seed": 0,

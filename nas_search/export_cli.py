@@ -39,7 +39,7 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--calib-images", type=_arg(_whole(1), "--calib-images"),
                    help="training images for BN recalibration (default: the run's "
-                        "setting, else 64)")
+                        "setting, else 4096; at most the training split)")
     p.add_argument("--onnx", action="store_true",
                    help="also write model.onnx, checked with onnxruntime (extra [onnx])")
     p.add_argument("--finetune-epochs", type=_arg(_whole(0), "--finetune-epochs"), default=0,

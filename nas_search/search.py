@@ -13,7 +13,7 @@ import torch
 
 from supernet.space import load_space
 
-from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator
+from .evaluator import CALIB_IMAGES, DistributedEvaluator, Evaluator, SupernetEvaluator
 from .problem import Constraints, SearchProblem
 from .results import (
     FRONT,
@@ -56,7 +56,7 @@ class SearchConfig:
     max_latency: float | None = None
     latency_table: str | None = None  # latency from this lookup table instead of measured
     targets: tuple[float, ...] = ()
-    calib_images: int = 64
+    calib_images: int = CALIB_IMAGES  # at most the training split (see evaluator)
     val_images: int | None = None
     pop_size: int = 70
     mutation_ratio: float = 0.8
