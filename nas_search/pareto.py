@@ -107,7 +107,8 @@ def equispaced_picks(ranked: pd.DataFrame, problem: SearchProblem, k: int) -> pd
     ok = ranked[ranked["rank"] >= 0]
     pool = ok[ok["rank"] <= 0]
     r = 0
-    while len(pool) < k and r < int(ok["rank"].max(initial=0)):
+    top = int(ok["rank"].max()) if len(ok) else 0
+    while len(pool) < k and r < top:
         r += 1
         pool = ok[ok["rank"] <= r]
     costs = [o for o in problem.objectives if o != "top1"]

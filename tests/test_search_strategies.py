@@ -37,7 +37,7 @@ OPTIONS = {"nsga2": {"pop_size": 16}, "coarse2fine": {}, "random": {},
 
 def test_every_strategy_is_listed_with_an_options_dataclass():
     assert set(STRATEGIES) == {"assisted", "coarse2fine", "nsga2", "random"} == set(OPTIONS)
-    for name, s in STRATEGIES.items():
+    for s in STRATEGIES.values():
         assert dataclasses.is_dataclass(s.options)
         s.options()  # every setting has a default
         assert list(inspect.signature(s.run).parameters) == ["session", "options"]
