@@ -40,7 +40,8 @@ def _loaded(runs: list[str | Path]):
     return loaded, frame
 
 
-def _curve(table: pd.DataFrame, history: list[dict], frame: HVFrame) -> list[dict]:
+def hypervolume_history(table: pd.DataFrame, history: list[dict],
+                        frame: HVFrame) -> list[dict]:
     """The run's hypervolume after each step, recomputed in `frame`."""
     return [{**h, "hypervolume": frame_hypervolume(table.iloc[:h["evaluations"]], frame)}
             for h in history]
@@ -77,7 +78,8 @@ def report(runs: list[str | Path], png: str | Path) -> pd.DataFrame:
     loaded, frame = _loaded(runs)
     table = compare(runs)
     curves = [(f"{run.name} ({s['strategy']}, seed {s['seed']})", f,
-               _curve(t, s["hypervolume"]["history"], frame)) for run, s, f, t in loaded]
+               hypervolume_history(t, s["hypervolume"]["history"], frame))
+              for run, s, f, t in loaded]
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     plot_comparison(curves, png, frame=frame.source)
     return table
