@@ -71,9 +71,14 @@ class CachedEvaluator:
 
 
 def supernet_checkpoint(out: Path, data: str, epochs: int) -> Path:
-    """The trained supernet in `out` (trained there first unless complete)."""
+    """The trained supernet in `out` (trained there first unless complete; a complete one
+    is reused whatever data spec names the same files)."""
+    from supernet.checkpoint import read_checkpoint
     from supernet.train import TrainConfig, train
 
+    path = out / "supernet.pt"
+    if path.is_file() and read_checkpoint(path).get("completed"):
+        return path
     return Path(train(TrainConfig(space="tiny", data=data, epochs=epochs, out=out,
                                   quiet=False)))
 
@@ -162,8 +167,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--predictors", default="rbf,gp,mlp",
                    help="surrogates tried for the evaluator (the best 5-fold tau is used)")
-    p.add_argument("--assisted-predictor", default="rbf",
-                   help="the surrogate inside the predictor-assisted strategy")
+    p.add_argument("--assisted-predictor", default="auto",
+                   help="the surrogate inside the predictor-assisted strategy (auto: mlp, or "
+                        "rbf when the evaluator itself is an mlp: never the evaluator's own "
+                        "model family, which would fit it exactly)")
     p.add_argument("--assisted-budget", type=int, default=120)
     p.add_argument("--pool-minutes", type=float, default=float("inf"),
                    help="stop scoring the pool after this long (the rest later, cached)")
@@ -221,8 +228,13 @@ def main() -> None:
           f"{format_count(frame.ideal[1])} -> {format_count(frame.nadir[1])}; MACs targets "
           f"{', '.join(format_count(t) for t in targets)}", flush=True)
 
+    inner = args.assisted_predictor
+    if inner == "auto":
+        inner = "rbf" if name == "mlp" else "mlp"
+    print(f"assisted strategy: its own surrogate {inner}, {args.assisted_budget} real "
+          "evaluations per run", flush=True)
     plans = {"random": (1000, {}), "nsga2": (1000, {}),
-             "assisted": (args.assisted_budget, {"predictor": args.assisted_predictor,
+             "assisted": (args.assisted_budget, {"predictor": inner,
                                                  "folds": 0, "generations": 10}),
              "coarse2fine": (300, {})}
     curves: dict[str, list[np.ndarray]] = {}
