@@ -1,8 +1,8 @@
 """`nas-search`: argument parsing only; the work is in `nas_search.search` and `.report`.
 
-    nas-search --strategy {coarse2fine,nsga2,random} [--supernet CKPT] --budget N
-               --max-macs 400M --seed S --out DIR
-    nas-search --strategy nsga2 --predictor {mlp,gp,rbf,ensemble} ...   (surrogate-assisted)
+    nas-search --strategy {assisted,coarse2fine,nsga2,random} [--supernet CKPT] --budget N
+               --max-macs 400M --seed S --out DIR [--pick K]
+    nas-search --strategy assisted --predictor {mlp,gp,rbf,ensemble} ...  (surrogate-assisted)
     nas-search --objectives top1,latency --latency-table TABLE.csv --max-latency 5ms ...
     nas-search --resume DIR
     nas-search report DIR [DIR ...] [--png report.png]
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .problem import OBJECTIVES, format_count, parse_accuracy, parse_count, parse_latency
-from .results import best_per_target
+from .results import SUMMARY, best_per_target, read_json
 from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
 from .strategies import STRATEGIES
 
@@ -107,12 +107,15 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=_arg(_whole(1), "--val-images"),
                    help="validation images per child (default the whole val split)")
     p.add_argument("--pop-size", type=_arg(_whole(1), "--pop-size"),
-                   help="nsga2 population (default 70)")
+                   help="nsga2/assisted population (default 70)")
     p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
-                   help="nsga2 share of offspring mutated (default 0.8)")
+                   help="nsga2/assisted share of offspring mutated (default 0.8)")
     p.add_argument("--predictor", choices=("mlp", "gp", "rbf", "ensemble"),
-                   help="nsga2 on this accuracy surrogate, refit on a few real evaluations "
-                        "per iteration (predictor-assisted, NSGANetV2-style)")
+                   help="--strategy assisted: NSGA-II on this accuracy surrogate, refit on a "
+                        "few real evaluations per iteration (NSGANetV2-style; default mlp)")
+    p.add_argument("--pick", type=_arg(_whole(0), "--pick"),
+                   help="K children equispaced near the front (SCARLET-NAS Algorithm 1), "
+                        "listed in summary.json and circled in pareto.png (default 0)")
     p.add_argument("--threads", type=_arg(_whole(0), "--threads"),
                    help="CPU threads per child evaluation (default 1; 0: torch's default, "
                         "worth it for large spaces on an otherwise idle machine)")
@@ -127,7 +130,7 @@ def search_parser() -> argparse.ArgumentParser:
 _FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
            "weights", "max_macs", "max_params", "min_acc", "max_latency", "latency_table",
            "targets", "calib_images", "val_images", "pop_size", "mutation_ratio",
-           "predictor", "threads", "workers")
+           "predictor", "pick", "threads", "workers")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
@@ -164,6 +167,10 @@ def _search(argv: Sequence[str]) -> int:
                 print(f"  best {where}: {best['arch']}  top-1 {100 * best['top1']:.2f}%  "
                       f"{format_count(best['macs'])} MACs  {format_count(best['params'])} "
                       "params")
+        summary = read_json(f"{cfg.out}/{SUMMARY}")
+        for i, p in enumerate(summary["picks"]):
+            print(f"  pick {i + 1}/{len(summary['picks'])}: {p['arch']}  top-1 "
+                  f"{100 * p['top1']:.2f}%  {format_count(p['macs'])} MACs")
     return 0
 
 
@@ -177,6 +184,7 @@ def _report(argv: Sequence[str]) -> int:
 
     table = report(args.runs, args.png)
     print(table.to_string(index=False))
+    print(f"hypervolume frame: {table.attrs['frame'].source}")
     print(f"wrote {args.png}")
     return 0
 

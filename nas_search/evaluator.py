@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -27,6 +24,7 @@ from supernet.data import DataSet, batches, images, load_data, normalize, resize
 from supernet.evaluation import evaluate
 from supernet.model import ElasticSupernet
 from supernet.space import Arch, SearchSpace
+from supernet.utils import device_sync, median_ms, torch_threads
 
 EVAL_COLUMNS = ("arch", "top1", "loss", "evaluator", "eval_time_s")
 # BN recalibration images per child (at most the training split). Measured by
@@ -61,36 +59,6 @@ def check_output(evaluator: Evaluator, archs: Sequence[Arch], table: pd.DataFram
                          f"{len(archs)} requested children in order")
 
 
-# ---- a deterministic oracle, for tests and demos --------------------------------------
-class OracleEvaluator:
-    """Deterministic stand-in: top-1 rises with log-MACs, minus a fixed per-child jitter.
-
-    No network and no data: tests and benchmarks of the search logic run in milliseconds.
-    """
-
-    def __init__(self, space: SearchSpace, noise: float = 0.03, name: str = "oracle"):
-        from supernet.cost import macs
-
-        self.space, self.noise, self.name = space, noise, name
-        self._macs = macs
-        self._lo = math.log(macs(space, space.min_arch()))
-        self._hi = math.log(macs(space, space.max_arch()))
-
-    def top1(self, arch: Arch) -> float:
-        x = (math.log(self._macs(self.space, arch)) - self._lo) / max(self._hi - self._lo, 1e-9)
-        # depth helps a little more than width here, so the front is not just "more MACs"
-        depth = np.mean([s.depth / max(spec.depths)
-                         for s, spec in zip(arch.stages, self.space.stages)])
-        h = int.from_bytes(hashlib.sha256(str(arch).encode()).digest()[:8], "big") / 2**64
-        return float(np.clip(0.5 + 0.4 * math.sqrt(max(x, 0)) + 0.05 * depth
-                             - self.noise * h, 0, 1))
-
-    def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
-        rows = [{"arch": str(a), "top1": self.top1(a), "loss": float("nan"),
-                 "evaluator": self.name, "eval_time_s": 0.0} for a in archs]
-        return pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
-
-
 # ---- the supernet ----------------------------------------------------------------------
 def file_digest(path: str | Path, n: int = 10) -> str:
     """First `n` hex digits of the file's SHA-256: names the weights an evaluation used."""
@@ -108,29 +76,7 @@ def measure_latency(model: torch.nn.Module, resolution: int, device: torch.devic
     """Median milliseconds of one batch-1 forward of `model` on `device`, after warm-up."""
     model = model.eval().to(device, memory_format=memory_format)
     x = torch.randn(1, 3, resolution, resolution, device=device).to(memory_format=memory_format)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        model(x)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        model(x)
-        sync()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1000)
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run the body with `n` torch CPU threads (None: torch's setting), then restore."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return median_ms(lambda: model(x), warmup, repeats, device_sync(device))
 
 
 def reuse_freed_memory() -> bool:

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from .problem import format_count, parse_count
-from .report import load_run
+from .report import hypervolume_history, load_run, shared_frame
 from .results import RESULTS, best_child, read_results
 
 RunDirs = str | Path | Sequence[str | Path]
@@ -57,11 +57,18 @@ def load_runs(dirs: RunDirs) -> pd.DataFrame:
 
 
 def load_hypervolume(dirs: RunDirs) -> pd.DataFrame:
-    """Each run's hypervolume history (summary.json): one row per generation or step."""
-    rows = [{"run": label, **h} for label, _, s in _summaries(dirs)
-            for h in s["hypervolume"]["history"]]
-    return pd.DataFrame(rows, columns=["run", "step", "evaluations", "feasible", "best_top1",
-                                       "hypervolume"])
+    """Each run's hypervolume history (summary.json), one row per generation or step,
+    recomputed in the frame the runs share (`nas_search.report.shared_frame`); the frame's
+    description is in `attrs["frame"]`."""
+    runs = _summaries(dirs)
+    tables = [read_results(path / RESULTS) for _, path, _ in runs]
+    frame = shared_frame([s for _, _, s in runs], tables)
+    rows = [{"run": label, **h} for (label, _, s), t in zip(runs, tables)
+            for h in hypervolume_history(t, s["hypervolume"]["history"], frame)]
+    out = pd.DataFrame(rows, columns=["run", "step", "evaluations", "feasible", "best_top1",
+                                      "hypervolume"])
+    out.attrs["frame"] = frame.source
+    return out
 
 
 def _by_run(table: pd.DataFrame) -> Iterator[tuple[int, str, pd.DataFrame]]:
@@ -98,7 +105,7 @@ def plot_hypervolume(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
     for i, label, rows in _by_run(history):
         ax.plot(rows["evaluations"], rows["hypervolume"], "-o", ms=3, c=f"C{i}", label=label)
     return _finish(ax, "Hypervolume against evaluations", "evaluations",
-                   "hypervolume (normalised, reference point 1)")
+                   "hypervolume (shared frame: ideal 0, nadir 1)")
 
 
 def plot_all_children(runs: pd.DataFrame, ax: Axes | None = None) -> Axes:

@@ -1,10 +1,11 @@
-"""Non-dominated sorting and hypervolume (both pymoo's) over a results table.
+"""Non-dominated sorting and hypervolume (both pymoo's) over a results table, the shared
+hypervolume frame of several runs, and Algorithm 1's K equispaced picks.
 
-Hypervolume reference: objectives are put in a fixed normalised frame by
-`SearchProblem.normalized_objectives` (1 - top-1, MACs and params over the largest
-child's, latency over the largest child's latency), where the ideal is 0 and the
-reference point is 1 in every objective; the hypervolume is then a number in [0, 1]
-comparable across runs, strategies and seeds of the same space.
+Hypervolume: objectives are put in a frame (`HVFrame`) where each objective's ideal is 0
+and its nadir, the reference point, is 1. A search builds its frame from the smallest and
+largest child under its evaluator (so every run on that evaluator shares it); `nas-search
+report` reuses it when all runs compared share it, else builds one from the union of their
+rows (`union_frame`). Hypervolumes are comparable only within one frame.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from pymoo.indicators.hv import Hypervolume
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from .problem import OBJECTIVES, SearchProblem
+from .problem import OBJECTIVES, HVFrame, SearchProblem
 
 
 def pareto_ranks(F: np.ndarray) -> np.ndarray:
@@ -73,3 +74,53 @@ def hypervolume_curve(table: pd.DataFrame, problem: SearchProblem,
                       evaluations: list[int]) -> list[float]:
     """Hypervolume of the first n rows (evaluations in order) for each n in `evaluations`."""
     return [table_hypervolume(table.iloc[:n], problem) for n in evaluations]
+
+
+def union_frame(tables: list[pd.DataFrame], objectives: tuple[str, ...]) -> HVFrame:
+    """A frame from the union of runs: ideal and nadir of the non-dominated feasible rows
+    of all `tables` together (rows need `feasible` and the objective columns)."""
+    rows = pd.concat([t[t["feasible"].astype(bool)] for t in tables], ignore_index=True)
+    if len(rows) == 0:
+        raise ValueError("report: the runs hold no feasible child to build a frame from")
+    F = np.column_stack([-rows[OBJECTIVES[o][0]].to_numpy(float) * OBJECTIVES[o][1]
+                         for o in objectives])
+    first = pareto_ranks(F) == 0
+    return HVFrame.from_rows(objectives, rows[first],
+                             f"union of {len(tables)} runs' non-dominated rows")
+
+
+def frame_hypervolume(table: pd.DataFrame, frame: HVFrame) -> float:
+    """Hypervolume of the feasible rows of `table` in `frame`."""
+    if len(table) == 0:
+        return 0.0
+    return hypervolume(frame.normalize(table[table["feasible"].astype(bool)]))
+
+
+def equispaced_picks(ranked: pd.DataFrame, problem: SearchProblem, k: int) -> pd.DataFrame:
+    """Algorithm 1's last step: `k` children equispaced along the front by the first cost
+    objective (k evenly spaced cost levels between the front's cheapest and dearest, each
+    taking the nearest child not yet taken). When the front holds fewer than k, the next
+    non-domination ranks join ("near the front")."""
+    if k <= 0 or len(ranked) == 0:
+        return ranked.iloc[:0]
+    ranked = ranked if "rank" in ranked else rank_table(ranked, problem)
+    ok = ranked[ranked["rank"] >= 0]
+    pool = ok[ok["rank"] <= 0]
+    r = 0
+    top = int(ok["rank"].max()) if len(ok) else 0
+    while len(pool) < k and r < top:
+        r += 1
+        pool = ok[ok["rank"] <= r]
+    costs = [o for o in problem.objectives if o != "top1"]
+    col = OBJECTIVES[costs[0]][0] if costs else "top1"
+    v = pool[col].to_numpy(float)
+    if len(pool) == 0:
+        return pool
+    levels = np.linspace(v.min(), v.max(), k) if k > 1 else np.array([np.median(v)])
+    taken: list[int] = []
+    for level in levels:
+        free = [i for i in np.argsort(np.abs(v - level), kind="stable") if i not in taken]
+        if not free:
+            break
+        taken.append(int(free[0]))
+    return pool.iloc[sorted(taken, key=lambda i: v[i])].reset_index(drop=True)

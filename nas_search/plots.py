@@ -24,9 +24,9 @@ def _save(fig: Figure, path: str | Path) -> None:
 
 
 def plot_pareto(ranked: pd.DataFrame, problem: SearchProblem, path: str | Path,
-                title: str) -> None:
-    """Top-1 (%) against MACs (M): every evaluated child, the front highlighted, and the
-    constraint and target lines."""
+                title: str, picks: pd.DataFrame | None = None) -> None:
+    """Top-1 (%) against MACs (M): every evaluated child, the front highlighted, the
+    constraint and target lines, and the K picks (Algorithm 1's last step) when given."""
     fig, ax = _subplots((7, 5))
     if len(ranked):
         x, y = ranked["macs"] / 1e6, ranked["top1"] * 100
@@ -39,6 +39,9 @@ def plot_pareto(ranked: pd.DataFrame, problem: SearchProblem, path: str | Path,
         f = ranked[front].sort_values("macs")
         ax.plot(f["macs"] / 1e6, f["top1"] * 100, "-o", c="tab:orange", ms=5,
                 label=f"Pareto front ({len(f)})")
+    if picks is not None and len(picks):
+        ax.scatter(picks["macs"] / 1e6, picks["top1"] * 100, s=140, facecolors="none",
+                   edgecolors="k", linewidths=1.5, label=f"picks ({len(picks)})", zorder=5)
     c = problem.constraints
     if c.max_macs is not None:
         ax.axvline(c.max_macs / 1e6, ls="--", c="k", lw=1,
@@ -64,14 +67,16 @@ def plot_hypervolume(history: list[dict], path: str | Path, title: str) -> None:
     ax.plot([h["evaluations"] for h in history], [h["hypervolume"] for h in history],
             "-o", ms=3)
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("hypervolume (normalised, reference point 1)")
+    ax.set_ylabel("hypervolume (frame: ideal 0, nadir 1)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _save(fig, path)
 
 
-def plot_comparison(runs: list[tuple[str, pd.DataFrame, list[dict]]], path: str | Path) -> None:
-    """Fronts (top-1 against MACs) and hypervolume curves of several runs, overlaid."""
+def plot_comparison(runs: list[tuple[str, pd.DataFrame, list[dict]]], path: str | Path,
+                    frame: str = "") -> None:
+    """Fronts (top-1 against MACs) and hypervolume curves (all in one frame, named by
+    `frame`) of several runs, overlaid."""
     fig, (left, right) = _subplots((13, 5), 2)
     for label, front, history in runs:
         f = front.sort_values("macs")
@@ -79,8 +84,8 @@ def plot_comparison(runs: list[tuple[str, pd.DataFrame, list[dict]]], path: str 
         right.plot([h["evaluations"] for h in history], [h["hypervolume"] for h in history],
                    "-", c=line.get_color(), label=label)
     left.set(xlabel="MACs (millions)", ylabel="top-1 accuracy (%)", title="Pareto fronts")
-    right.set(xlabel="evaluations", ylabel="hypervolume (normalised)",
-              title="Hypervolume against evaluations")
+    right.set(xlabel="evaluations", ylabel="hypervolume (shared frame)",
+              title="Hypervolume against evaluations" + (f"\nframe: {frame}" if frame else ""))
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

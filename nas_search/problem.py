@@ -93,6 +93,54 @@ def child_cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class HVFrame:
+    """The hypervolume's frame, shared by every run compared: per objective the value that
+    scores 0 (`ideal`) and the one that scores 1 (`nadir`, the reference point), in table
+    units (top-1 fraction, MACs, params, ms). A point beyond the nadir adds nothing; one
+    beyond the ideal (better than the frame's best) adds more than the frame's unit box."""
+
+    objectives: tuple[str, ...]
+    ideal: tuple[float, ...]
+    nadir: tuple[float, ...]
+    source: str = ""  # how the frame was made, for summary.json and the figures
+
+    def normalize(self, table: pd.DataFrame) -> np.ndarray:
+        """Each objective column mapped to 0 at the ideal, 1 at the nadir."""
+        cols = []
+        for name, lo, hi in zip(self.objectives, self.ideal, self.nadir):
+            span = hi - lo
+            if span == 0:  # a degenerate axis: keep the direction, unit scale
+                span = -1.0 if OBJECTIVES[name][1] > 0 else 1.0
+            cols.append((table[OBJECTIVES[name][0]].to_numpy(float) - lo) / span)
+        return np.column_stack(cols) if cols else np.zeros((len(table), 0))
+
+    def to_dict(self) -> dict:
+        return {"objectives": list(self.objectives), "ideal": list(self.ideal),
+                "nadir": list(self.nadir), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HVFrame:
+        return cls(tuple(d["objectives"]), tuple(float(v) for v in d["ideal"]),
+                   tuple(float(v) for v in d["nadir"]), str(d.get("source", "")))
+
+    @classmethod
+    def from_rows(cls, objectives: tuple[str, ...], rows: pd.DataFrame,
+                  source: str) -> HVFrame:
+        """Ideal: the best value of each objective among `rows`; nadir: the worst."""
+        ideal, nadir = [], []
+        for name in objectives:
+            col, sign = OBJECTIVES[name]
+            v = rows[col].to_numpy(float)
+            v = v[np.isfinite(v)]
+            if len(v) == 0:
+                raise ValueError(f"hypervolume frame: no finite {col!r} to build it from")
+            best, worst = (v.max(), v.min()) if sign > 0 else (v.min(), v.max())
+            ideal.append(float(best))
+            nadir.append(float(worst))
+        return cls(tuple(objectives), tuple(ideal), tuple(nadir), source)
+
+
+@dataclass(frozen=True)
 class Constraints:
     """Upper bounds on cost and latency, a lower bound on top-1 (None: unconstrained)."""
 
@@ -124,6 +172,8 @@ class SearchProblem:
     # checked with the cost, before any evaluation is spent
     latency_fn: Callable[[Arch], float] | None = field(default=None, compare=False,
                                                         repr=False)
+    # the hypervolume's frame; None: the fixed fallback of `normalized_objectives`
+    hv_frame: HVFrame | None = None
 
     def __post_init__(self) -> None:
         objs = tuple(self.objectives)
@@ -158,14 +208,15 @@ class SearchProblem:
             excess += max(0.0, self.latency_fn(arch) / c.max_latency - 1)
         return excess
 
-    def cost_ok(self, arch: Arch, max_macs: float | None = None) -> bool:
-        """Whether `arch` meets the cost constraints (and `max_macs`, e.g. a target)."""
+    def within_cost(self, arch: Arch, max_macs: float | None = None) -> bool:
+        """Whether `arch` meets the cost constraints (and `max_macs`, e.g. a target); pure,
+        nothing is counted (`Session.screen` is the check that counts a rejection)."""
         return self.cost_excess(arch, max_macs) == 0.0
 
     def check_satisfiable(self) -> None:
         """ValueError if no child can meet the cost constraints: the smallest child fails."""
         smallest = self.space.min_arch()  # every gene at its cheapest choice
-        if not self.cost_ok(smallest):
+        if not self.within_cost(smallest):
             m, p = self.cost(smallest)
             lat = ("" if self.latency_fn is None
                    else f" and {self.latency_fn(smallest):.3g} ms in the latency table")
@@ -204,8 +255,11 @@ class SearchProblem:
         return np.column_stack(cols)
 
     def normalized_objectives(self, table: pd.DataFrame) -> np.ndarray:
-        """F for the hypervolume in a fixed frame: 1 - top1, MACs and params over the
-        largest child's, latency over `latency_ref_ms`; the reference point is all ones."""
+        """F for the hypervolume, the reference point all ones: in `hv_frame` when set;
+        else in a fixed fallback frame (1 - top1, MACs and params over the largest child's,
+        latency over `latency_ref_ms`)."""
+        if self.hv_frame is not None:
+            return self.hv_frame.normalize(table)
         big_macs, big_params = self.cost(self.space.max_arch())
         scale = {"top1": 1.0, "macs": big_macs, "params": big_params,
                  "latency": self.latency_ref_ms or 1.0}
@@ -246,4 +300,5 @@ class SearchProblem:
     def to_dict(self) -> dict:
         return {"space": self.space.name, "objectives": list(self.objectives),
                 "weights": list(self.weights), "constraints": self.constraints.to_dict(),
-                "targets": list(self.targets), "latency_ref_ms": self.latency_ref_ms}
+                "targets": list(self.targets), "latency_ref_ms": self.latency_ref_ms,
+                "hv_frame": None if self.hv_frame is None else self.hv_frame.to_dict()}

@@ -7,8 +7,6 @@ a run killed at any moment leaves either the previous or the new version, never 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from supernet.space import Arch, SearchSpace
+from supernet.utils import atomic_write
 
 from .pareto import front, rank_table
 from .problem import SearchProblem, format_count
@@ -35,26 +34,14 @@ def arch_fields(space: SearchSpace, arch: Arch) -> dict[str, Any]:
     return row
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     """Atomic CSV write (floats written so that they read back bit for bit)."""
-    _atomic_write(Path(path), lambda f: table.to_csv(f, index=False))
+    atomic_write(path, lambda f: table.to_csv(f, index=False))
 
 
 def write_json(obj: Any, path: str | Path) -> None:
     """Atomic, indented JSON write."""
-    _atomic_write(Path(path), lambda f: json.dump(obj, f, indent=1, default=_jsonable))
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1, default=_jsonable))
 
 
 def _jsonable(x: Any) -> Any:
@@ -79,17 +66,26 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"arch": str, "evaluator": str, "strategy": str})
 
 
+def best_first(table: pd.DataFrame, ok: np.ndarray | None = None,
+               max_macs: float | None = None) -> pd.DataFrame:
+    """The rows allowed by `ok` (default the `feasible` column) and under `max_macs`,
+    best first: highest top-1, then fewest MACs (accuracy often ties)."""
+    if len(table) == 0:
+        return table
+    ok = table["feasible"].to_numpy(bool) if ok is None else np.asarray(ok, bool)
+    if max_macs is not None:
+        ok = ok & (table["macs"].to_numpy(float) <= max_macs)
+    return table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")
+
+
 def best_child(table: pd.DataFrame, problem: SearchProblem,
                max_macs: float | None = None) -> dict | None:
     """The feasible row with the highest top-1 (ties: fewer MACs), under `max_macs`."""
     if len(table) == 0:
         return None
-    ok = problem.feasible(table)
-    if max_macs is not None:
-        ok = ok & (table["macs"].to_numpy(float) <= max_macs)
-    if not ok.any():
+    rows = best_first(table, problem.feasible(table), max_macs)
+    if len(rows) == 0:
         return None
-    rows = table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")
     r = rows.iloc[0]
     return {"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
             "params": int(r["params"])}

@@ -9,12 +9,14 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from supernet.space import load_space
 
 from .evaluator import CALIB_IMAGES, DistributedEvaluator, Evaluator, SupernetEvaluator
-from .problem import Constraints, SearchProblem
+from .pareto import equispaced_picks
+from .problem import Constraints, HVFrame, SearchProblem
 from .results import (
     FRONT,
     RESULTS,
@@ -27,14 +29,11 @@ from .results import (
     write_tables,
 )
 from .session import STATE_FORMAT, Session
-from .strategies import STRATEGIES, assisted
+from .strategies import STRATEGIES
 
 # ~0.3 s per digits child on 2 CPU cores (64 calibration + 270 val images): the default
 # search fits in about two minutes, next to about three of training
 DEFAULT_BUDGET = 300
-HV_FRAME = ("objectives normalised to [0, 1]: 1 - top-1, MACs / MACs(largest child), "
-            "params / params(largest child), latency / latency(largest child); "
-            "reference point 1 in every objective")
 
 
 @dataclass
@@ -60,7 +59,8 @@ class SearchConfig:
     val_images: int | None = None
     pop_size: int = 70
     mutation_ratio: float = 0.8
-    predictor: str | None = None  # nsga2 only: run it on this surrogate (strategies/assisted)
+    predictor: str | None = None  # assisted only: its surrogate (default mlp)
+    pick: int = 0  # K children equispaced near the front, in summary.json and pareto.png
     # CPU threads per evaluation (0: torch's default). Children of the small spaces run
     # small ops: a second thread gained 7-12% on a quiet 2-core machine and cost up to 7x
     # on one shared with other jobs (measured on digits), so one is the default.
@@ -74,6 +74,8 @@ class SearchConfig:
         if int(self.budget) < 1:
             raise ValueError(f"budget: {self.budget} must be a positive number of evaluations")
         _check_predictor(self.strategy, self.predictor)
+        if int(self.pick) < 0:
+            raise ValueError(f"pick: {self.pick} must be a whole number of children, >= 0")
         self.out = self.out or f"runs/{self.strategy}-seed{self.seed}"
         self.objectives, self.weights = tuple(self.objectives), tuple(self.weights)
         self.targets = tuple(self.targets)
@@ -92,15 +94,13 @@ class SearchConfig:
                                          self.max_latency), self.targets,
                              latency_fn=table_latency(space, self.latency_table))
 
-    def strategy_options(self) -> dict:
-        if self.strategy == "nsga2":
-            opts = {"pop_size": self.pop_size, "mutation_ratio": self.mutation_ratio}
-            return {**opts, "predictor": self.predictor} if self.predictor else opts
-        return {}
-
-    def strategy_run(self):
-        """The strategy's `run`: predictor-assisted NSGA-II when a predictor is named."""
-        return assisted.run if self.predictor else STRATEGIES[self.strategy]
+    def strategy_options(self):
+        """The strategy's options dataclass, with every field this config also names
+        (pop_size, mutation_ratio, predictor, ...) taken from here when set."""
+        strategy = STRATEGIES[self.strategy]
+        given = {f.name: getattr(self, f.name) for f in fields(strategy.options)
+                 if getattr(self, f.name, None) is not None}
+        return strategy.make_options(**given)
 
 
 def table_latency(space, path: str | None):
@@ -127,12 +127,12 @@ def _check_predictor(strategy: str, predictor: str | None) -> None:
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor: {predictor!r} is unknown; choose from "
                          f"{sorted(PREDICTORS)}")
-    if strategy != "nsga2":
-        raise ValueError(f"predictor: only --strategy nsga2 runs on a surrogate, not "
+    if strategy != "assisted":
+        raise ValueError(f"predictor: only --strategy assisted runs on a surrogate, not "
                          f"{strategy!r}")
 
 
-RUN_ONLY = ("out", "threads")  # settings that do not change what a search computes
+RUN_ONLY = ("out", "threads", "workers")  # settings that do not change what a search computes
 
 
 def _same_search(saved: dict, cfg: SearchConfig) -> bool:
@@ -236,17 +236,19 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
         problem.check_satisfiable()
         if "latency" in cfg.objectives:
             problem = _with_latency_ref(problem, evaluator, saved_state)
+        problem, frame_rows = _with_frame(problem, evaluator, saved_state)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             evaluator = DistributedEvaluator(evaluator)
         saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() \
             else None
-        settings = {**cfg.to_dict(), "latency_ref_ms": problem.latency_ref_ms}
+        settings = {**cfg.to_dict(), "latency_ref_ms": problem.latency_ref_ms,
+                    "hv_frame": problem.hv_frame.to_dict()}
         session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
                           seed=cfg.seed, out=out, settings=settings, saved=saved,
                           elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
-                          quiet=quiet, main=main)
+                          quiet=quiet, main=main, known=frame_rows)
         try:
-            cfg.strategy_run()(session, **cfg.strategy_options())
+            STRATEGIES[cfg.strategy].run(session, cfg.strategy_options())
         finally:
             session.close()
         if main:
@@ -274,12 +276,38 @@ def _with_latency_ref(problem: SearchProblem, evaluator, saved_state) -> SearchP
     return replace(problem, latency_ref_ms=float(ref))
 
 
+def _with_frame(problem: SearchProblem, evaluator,
+                saved_state) -> tuple[SearchProblem, pd.DataFrame | None]:
+    """The problem with its hypervolume frame, and the evaluator's rows it was built from:
+    the saved frame on resume (no rows), else ideal and nadir of the smallest and largest
+    child under this evaluator, so every run on the same evaluator shares one frame. The
+    two evaluations are not in the budget until the strategy asks for those children."""
+    from dataclasses import replace
+
+    saved = (saved_state or {}).get("settings", {}).get("hv_frame")
+    if saved:
+        return replace(problem, hv_frame=HVFrame.from_dict(saved)), None
+    space = problem.space
+    archs = list(dict.fromkeys([space.min_arch(), space.max_arch()]))
+    rows = evaluator.evaluate(archs).reset_index(drop=True)
+    answers = rows.copy()
+    cost = [problem.cost(a) for a in archs]
+    rows["macs"], rows["params"] = [c[0] for c in cost], [c[1] for c in cost]
+    if "latency" in problem.objectives and "latency_ms" not in rows:
+        rows["latency_ms"] = [problem.latency_fn(a) if problem.latency_fn is not None
+                              else evaluator.latency_ms(a) for a in archs]
+    frame = HVFrame.from_rows(problem.objectives, rows,
+                              f"smallest and largest child under {evaluator.name}")
+    return replace(problem, hv_frame=frame), answers
+
+
 def finish(session: Session, cfg: SearchConfig) -> dict:
     """Write the out folder's tables, summary and figures; returns the summary."""
     from .plots import plot_hypervolume, plot_pareto
 
     out, problem = Path(cfg.out), session.problem
     ranked = write_tables(out, session.table(), problem)
+    picks = equispaced_picks(ranked, problem, cfg.pick)
     hv = session.history[-1]["hypervolume"] if session.history else 0.0
     summary = {
         "format": STATE_FORMAT,
@@ -290,14 +318,18 @@ def finish(session: Session, cfg: SearchConfig) -> dict:
         "steps": session.step,
         "wall_time_s": round(session.elapsed_s, 2),
         "front_size": int(ranked["pareto"].sum()) if len(ranked) else 0,
-        "hypervolume": {"final": hv, "frame": HV_FRAME, "history": session.history},
+        "hypervolume": {"final": hv, "frame": problem.to_dict()["hv_frame"],
+                        "history": session.history},
         "best_per_target": best_per_target(ranked, problem),
+        "picks": [{"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
+                   "params": int(r["params"]), "rank": int(r["rank"])}
+                  for _, r in picks.iterrows()],
         **session.extra_summary,
         "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
     }
     write_json(summary, out / SUMMARY)
     title = f"{cfg.strategy}, seed {cfg.seed}, {session.counts.evaluated} evaluations"
-    plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}")
+    plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}", picks=picks)
     plot_hypervolume(session.history, out / "hypervolume.png", f"Hypervolume: {title}")
     session.write_state(complete=True)
     return summary

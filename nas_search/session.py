@@ -55,7 +55,8 @@ class Session:
     def __init__(self, problem: SearchProblem, evaluator: Evaluator, *, strategy: str,
                  budget: int, seed: int, out: str | Path | None = None,
                  settings: dict | None = None, saved: pd.DataFrame | None = None,
-                 elapsed_s: float = 0.0, quiet: bool = True, main: bool = True):
+                 elapsed_s: float = 0.0, quiet: bool = True, main: bool = True,
+                 known: pd.DataFrame | None = None):
         if budget < 1:
             raise ValueError(f"budget: {budget} must be at least 1 evaluation")
         self.problem, self.evaluator = problem, evaluator
@@ -73,6 +74,9 @@ class Session:
         self._by_arch: dict[Arch, dict] = {}
         self._rejected: set[Arch] = set()
         self._saved = _saved_metrics(saved, evaluator.name)
+        # rows the evaluator already gave before the run (the hypervolume frame's children):
+        # used, not evaluated again, when the strategy asks for them (and then counted)
+        self._known = _saved_metrics(known, evaluator.name)
         self._elapsed0, self._t0 = float(elapsed_s), time.perf_counter()
         self.chunk = 32  # children per evaluator call
         self._bar = None
@@ -106,14 +110,14 @@ class Session:
         """The row of `arch` if this run evaluated it."""
         return self._by_arch.get(arch)
 
-    def cost_ok(self, arch: Arch, max_macs: float | None = None) -> bool:
-        """The closed-form check before any evaluation; a child over the constraints is
-        counted as rejected. `max_macs` (a strategy's own target) tightens the check
-        without counting."""
-        if not self.problem.cost_ok(arch):
+    def screen(self, arch: Arch, max_macs: float | None = None) -> bool:
+        """The closed-form check before any evaluation: False, and the child counted as
+        rejected, when it breaks the cost constraints. `max_macs` (a strategy's own target)
+        tightens the check without counting (`SearchProblem.within_cost` counts nothing)."""
+        if not self.problem.within_cost(arch):
             self._reject(arch)
             return False
-        return self.problem.cost_ok(arch, max_macs)
+        return self.problem.within_cost(arch, max_macs)
 
     def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
         """Metrics of each child, in order, with `evaluated` and `feasible` columns.
@@ -125,7 +129,7 @@ class Session:
         archs = list(archs)
         new: list[Arch] = []
         for a in archs:
-            if not self.cost_ok(a):
+            if not self.screen(a):
                 continue
             if a in self._by_arch:
                 self.counts.cached += 1
@@ -138,7 +142,7 @@ class Session:
         # generation, and a kill loses at most one chunk of evaluations
         for i in range(0, len(new), self.chunk):
             part = new[i:i + self.chunk]
-            fresh = [a for a in part if str(a) not in self._saved]
+            fresh = [a for a in part if str(a) not in self._saved and str(a) not in self._known]
             metrics = {}
             if fresh:
                 table = self.evaluator.evaluate(fresh)
@@ -147,6 +151,8 @@ class Session:
             for a in part:  # rows in request order, whatever their source
                 if a in metrics:
                     m = metrics[a]
+                elif str(a) in self._known:
+                    m = self._known[str(a)]
                 else:
                     m = self._saved[str(a)]
                     self.counts.replayed += 1

@@ -18,7 +18,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import nn
 from supernet.model import ElasticSupernet
 from supernet.plan import child_plan
 from supernet.space import Arch, SearchSpace, StageArch
+from supernet.utils import device_sync, torch_threads
 
 from .io import write_csv_atomic
 
@@ -110,23 +110,6 @@ def calibration_archs(space: SearchSpace, resolutions: Iterable[int] | None = No
 
 
 # ---- timing ------------------------------------------------------------------------------
-def device_sync(device: str) -> Callable[[], None]:
-    """A function that waits for queued work on `device` (CUDA runs asynchronously)."""
-    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run the body with `n` intra-op threads (None: leave torch's setting), then restore."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 @torch.inference_mode()
 def measure_layers_ms(layers: Sequence[nn.Module], x: torch.Tensor, warmup: int = 10,
                       repeats: int = 30, sync: Callable[[], None] = lambda: None,

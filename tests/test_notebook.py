@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nas_search import OracleEvaluator, SearchConfig, run_search  # noqa: E402
+from nas_search import SearchConfig, run_search  # noqa: E402
 from nas_search.notebook import (  # noqa: E402
     best_per_budget,
     budget_grid,
@@ -28,6 +28,7 @@ from nas_search.notebook import (  # noqa: E402
     plot_fronts,
     plot_hypervolume,
 )
+from nas_search.testing import OracleEvaluator  # noqa: E402
 from supernet import load_space  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pareto.ipynb"

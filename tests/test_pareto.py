@@ -9,10 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas_search import OracleEvaluator, SearchConfig, SearchProblem, run_search
-from nas_search.pareto import hypervolume, pareto_ranks, rank_table, table_hypervolume
-from nas_search.problem import Constraints
+from nas_search import SearchConfig, SearchProblem, run_search
+from nas_search.pareto import (
+    equispaced_picks,
+    frame_hypervolume,
+    hypervolume,
+    pareto_ranks,
+    rank_table,
+    table_hypervolume,
+    union_frame,
+)
+from nas_search.problem import Constraints, HVFrame
+from nas_search.report import compare
 from nas_search.results import read_results
+from nas_search.testing import OracleEvaluator
 from supernet import load_space
 from supernet.cost import macs
 
@@ -30,7 +40,7 @@ def _dominated(i: int, top1: np.ndarray, cost: np.ndarray) -> bool:
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = SearchConfig(strategy="nsga2", out=str(out), budget=80, seed=4, space="tiny",
-                       pop_size=16, max_macs=5e6, min_acc=0.7)
+                       pop_size=16, max_macs=5e6, min_acc=0.7, pick=4)
     session = run_search(cfg, evaluator=OracleEvaluator(TINY, noise=0.08))
     return out, session
 
@@ -87,7 +97,69 @@ def test_the_out_folder_holds_tables_summary_and_figures(run):
     assert {"cached", "replayed"} <= set(s["counts"]) and s["wall_time_s"] > 0
     hv = [h["hypervolume"] for h in s["hypervolume"]["history"]]
     assert len(hv) == s["steps"] and np.all(np.diff(hv) >= 0) and hv[-1] > 0
-    assert s["hypervolume"]["final"] == hv[-1] and "reference point" in s["hypervolume"]["frame"]
+    assert s["hypervolume"]["final"] == hv[-1]
+    frame = s["hypervolume"]["frame"]  # the smallest and largest child under the oracle
+    oracle = OracleEvaluator(TINY, noise=0.08)
+    assert frame["objectives"] == ["top1", "macs"] and "largest child" in frame["source"]
+    assert frame["ideal"] == [oracle.top1(TINY.max_arch()), macs(TINY, TINY.min_arch())]
+    assert frame["nadir"] == [oracle.top1(TINY.min_arch()), macs(TINY, TINY.max_arch())]
     best = s["best_per_target"]["all"]
     results = read_results(out / "results.csv")
     assert best["top1"] == results[results["feasible"]]["top1"].max()
+
+
+def test_picks_are_k_front_children_equispaced_in_macs(run):
+    out, _ = run
+    s = json.loads((out / "summary.json").read_text())
+    front = read_results(out / "front.csv")
+    picks = s["picks"]
+    assert len(picks) == 4 and {p["arch"] for p in picks} <= set(front["arch"])
+    m = [p["macs"] for p in picks]
+    assert m == sorted(m) and m[0] == front["macs"].min() and m[-1] == front["macs"].max()
+    # each pick is the front child nearest its level of k evenly spaced MACs levels
+    for level, p in zip(np.linspace(m[0], m[-1], 4), m):
+        assert abs(p - level) == np.abs(front["macs"].to_numpy() - level).min()
+
+
+def test_picks_reach_into_the_next_rank_when_the_front_is_short():
+    problem = SearchProblem(TINY)
+    table = pd.DataFrame({"top1": [0.5, 0.6, 0.55, 0.4], "macs": [1e6, 2e6, 3e6, 4e6],
+                          "params": [1] * 4, "arch": list("abcd")})
+    ranked = rank_table(table, problem)
+    assert ranked["rank"].tolist() == [0, 0, 1, 2]
+    assert equispaced_picks(ranked, problem, 3)["arch"].tolist() == ["a", "b", "c"]
+    assert len(equispaced_picks(ranked, problem, 0)) == 0
+
+
+def test_frame_maps_ideal_to_0_and_nadir_to_1():
+    frame = HVFrame(("top1", "macs"), ideal=(0.8, 1e6), nadir=(0.5, 5e6))
+    table = pd.DataFrame({"top1": [0.8, 0.5, 0.65], "macs": [1e6, 5e6, 3e6],
+                          "feasible": [True] * 3})
+    np.testing.assert_allclose(frame.normalize(table), [[0, 0], [1, 1], [0.5, 0.5]])
+    assert frame_hypervolume(table.iloc[2:], frame) == pytest.approx(0.25)
+    assert HVFrame.from_dict(frame.to_dict()) == frame
+    # the union frame: ideal and nadir of the non-dominated rows of all tables together
+    a = pd.DataFrame({"top1": [0.6, 0.7], "macs": [2e6, 4e6], "feasible": [True, True]})
+    b = pd.DataFrame({"top1": [0.65, 0.9], "macs": [1e6, 9e6], "feasible": [True, False]})
+    u = union_frame([a, b], ("top1", "macs"))
+    assert u.ideal == (0.7, 1e6) and u.nadir == (0.65, 4e6)
+
+
+def test_report_uses_the_runs_shared_frame_or_their_union(run, tmp_path):
+    out, _ = run
+    other = tmp_path / "random"
+    run_search(SearchConfig(strategy="random", out=str(other), budget=40, seed=0,
+                            space="tiny", max_macs=5e6, min_acc=0.7),
+               evaluator=OracleEvaluator(TINY, noise=0.08))
+    table = compare([out, other])
+    frame = table.attrs["frame"]
+    assert "largest child" in frame.source  # one evaluator: the runs' own frame
+    s = json.loads((out / "summary.json").read_text())
+    assert table["hypervolume"].iloc[0] == round(s["hypervolume"]["final"], 4)
+    # a run on another evaluator has another frame: then the union of the rows decides
+    third = tmp_path / "noisier"
+    run_search(SearchConfig(strategy="random", out=str(third), budget=40, seed=0,
+                            space="tiny", max_macs=5e6, min_acc=0.7),
+               evaluator=OracleEvaluator(TINY, noise=0.2, name="noisier"))
+    table = compare([out, other, third])
+    assert "union of 3 runs" in table.attrs["frame"].source

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from nas_search import OracleEvaluator, SearchConfig, SearchProblem, Session, run_search
+from nas_search import SearchConfig, SearchProblem, Session, run_search
 from nas_search.cli import main
 from nas_search.problem import Constraints
 from nas_search.results import TIMING_COLUMNS, read_results
 from nas_search.strategies.assisted import pick_spread
+from nas_search.testing import CountingOracle, OracleEvaluator
 from predictors.latency import (
     COLUMNS,
     NETWORK,
@@ -31,23 +32,8 @@ TINY = load_space("tiny")
 BUDGET = 40
 
 
-class CountingOracle(OracleEvaluator):
-    """The oracle, remembering every child it was asked to evaluate; optionally killed."""
-
-    def __init__(self, space, fail_after: int | None = None):
-        super().__init__(space)
-        self.calls: list[str] = []
-        self.fail_after = fail_after
-
-    def evaluate(self, archs):
-        if self.fail_after is not None and len(self.calls) + len(archs) > self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.calls += [str(a) for a in archs]
-        return super().evaluate(archs)
-
-
 def _cfg(out, seed: int = 0, **kw) -> SearchConfig:
-    opts = {"strategy": "nsga2", "predictor": "gp", "budget": BUDGET, "seed": seed,
+    opts = {"strategy": "assisted", "predictor": "gp", "budget": BUDGET, "seed": seed,
             "space": "tiny", "pop_size": 16, **kw}
     return SearchConfig(out=str(out), **opts)
 
@@ -131,7 +117,8 @@ def test_the_batch_spans_the_predicted_front_and_predicted_infeasible_come_last(
 
 @pytest.mark.parametrize("args, message", [
     (["--predictor", "bogus"], "invalid choice: 'bogus'"),
-    (["--strategy", "random", "--predictor", "mlp"], "only --strategy nsga2"),
+    (["--strategy", "random", "--predictor", "mlp"], "only --strategy assisted"),
+    (["--strategy", "nsga2", "--predictor", "mlp"], "only --strategy assisted"),
 ])
 def test_bad_predictor_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path), "--budget", "5"]) == 2
@@ -158,13 +145,19 @@ def test_latency_table_is_a_pre_evaluation_constraint(predictor, tmp_path):
     lats = [table.predict(a) for a in covering_archs(TINY)]
     cap = float(np.median(lats))
     oracle = CountingOracle(TINY)
-    session = run_search(_cfg(tmp_path / "run", predictor=predictor, budget=24,
-                              objectives=("top1", "latency"), max_latency=cap,
+    strategy = "assisted" if predictor else "nsga2"
+    session = run_search(_cfg(tmp_path / "run", predictor=predictor, strategy=strategy,
+                              budget=24, objectives=("top1", "latency"), max_latency=cap,
                               latency_table=str(tmp_path / "lat.csv")), evaluator=oracle)
-    evaluated = [table.predict(TINY.parse(a)) for a in oracle.calls]
-    assert len(oracle.calls) == 24 and max(evaluated) <= cap  # over-cap never evaluated
-    assert session.counts.rejected_by_cost > 0
+    # the hypervolume frame's two children come first, outside the search's budget
+    frame, search = oracle.calls[:2], oracle.calls[2:]
+    assert frame == [str(TINY.min_arch()), str(TINY.max_arch())]
     results = read_results(tmp_path / "run" / "results.csv")
+    assert len(results) == 24 and set(results["arch"]) == set(search) | (
+        set(frame) & set(results["arch"]))
+    evaluated = [table.predict(TINY.parse(a)) for a in results["arch"]]
+    assert max(evaluated) <= cap  # over-cap never evaluated by the search
+    assert session.counts.rejected_by_cost > 0
     assert np.allclose(results["latency_ms"], evaluated) and results["feasible"].all()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["problem"]["latency_ref_ms"] == pytest.approx(table.predict(TINY.max_arch()))

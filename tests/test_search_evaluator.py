@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from nas_search import EVAL_COLUMNS, Evaluator, OracleEvaluator, SupernetEvaluator
+from nas_search import EVAL_COLUMNS, Evaluator, SupernetEvaluator
 from nas_search.evaluator import check_output
+from nas_search.testing import OracleEvaluator
 from supernet import ElasticSupernet, load_space, save_checkpoint
 from supernet.data import calib_batches, load_data, normalize, resize, stratified_subset
 from supernet.evaluation import calibrate_bn, evaluate

@@ -57,10 +57,10 @@ def test_objectives_and_weights_are_checked():
 def test_cost_check_uses_the_closed_form_counter_and_an_impossible_bound_is_an_error():
     arch = TINY.max_arch()
     m, p = cost(TINY, arch)
-    assert SearchProblem(TINY, constraints=Constraints(max_macs=m)).cost_ok(arch)
-    assert not SearchProblem(TINY, constraints=Constraints(max_macs=m - 1)).cost_ok(arch)
-    assert not SearchProblem(TINY, constraints=Constraints(max_params=p - 1)).cost_ok(arch)
-    assert not SearchProblem(TINY).cost_ok(arch, max_macs=m - 1)  # a target tightens
+    assert SearchProblem(TINY, constraints=Constraints(max_macs=m)).within_cost(arch)
+    assert not SearchProblem(TINY, constraints=Constraints(max_macs=m - 1)).within_cost(arch)
+    assert not SearchProblem(TINY, constraints=Constraints(max_params=p - 1)).within_cost(arch)
+    assert not SearchProblem(TINY).within_cost(arch, max_macs=m - 1)  # a target tightens
     with pytest.raises(ValueError, match="no child of space 'tiny' can meet them"):
         SearchProblem(TINY, constraints=Constraints(max_macs=1000)).check_satisfiable()
 

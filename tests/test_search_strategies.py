@@ -1,73 +1,58 @@
-"""Search strategies: one contract test over all three (same signature, same table,
+"""Search strategies: one contract test over all four (same signature, same table,
 budget, cost checks first, seeded, resumable), then each strategy's own rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import MAX_MACS
 
-from nas_search import OracleEvaluator, SearchConfig, SearchProblem, Session, run_search
+from nas_search import SearchConfig, SearchProblem, Session, run_search
 from nas_search.evaluator import EVAL_COLUMNS
 from nas_search.problem import Constraints
-from nas_search.results import TIMING_COLUMNS, read_results
-from nas_search.strategies import STRATEGIES
+from nas_search.results import read_results
+from nas_search.strategies import STRATEGIES, run_strategy
+from nas_search.strategies.base import NoFeasibleChild, sample_new
 from nas_search.strategies.coarse2fine import coarse_grid, neighbours
 from nas_search.strategies.nsga2 import (
-    HierarchicalMutation,
+    Options,
     WeightedCrowding,
-    gene_levels,
     weighted_crowding_distance,
 )
-from nas_search.strategies.random import NoFeasibleChild
-from nas_search.strategies.random import run as random_run
+from nas_search.strategies.operators import CellCrossover, HierarchicalMutation
+from nas_search.testing import CountingOracle, OracleEvaluator
 from supernet import load_space
 from supernet.cost import macs
 from supernet.space import space_from_dict
 
 TINY = load_space("tiny")
-MAX_MACS = 4e6  # about half of the tiny space's children fit
-OPTIONS = {"nsga2": {"pop_size": 16}, "coarse2fine": {}, "random": {}}
+# small settings so that every strategy runs in a second or two
+OPTIONS = {"nsga2": {"pop_size": 16}, "coarse2fine": {}, "random": {},
+           "assisted": {"predictor": "gp", "pop_size": 16, "generations": 5, "folds": 2}}
 
 
-class CountingOracle(OracleEvaluator):
-    """The oracle, remembering every child it was asked to evaluate."""
-
-    def __init__(self, space, fail_after: int | None = None):
-        super().__init__(space)
-        self.calls: list[str] = []
-        self.fail_after = fail_after
-
-    def evaluate(self, archs):
-        if self.fail_after is not None and len(self.calls) + len(archs) > self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.calls += [str(a) for a in archs]
-        return super().evaluate(archs)
-
-
-def _session(strategy, budget=60, seed=0, evaluator=None, **problem_kw) -> Session:
-    problem = SearchProblem(TINY, constraints=Constraints(max_macs=MAX_MACS), **problem_kw)
-    return Session(problem, evaluator or CountingOracle(TINY), strategy=strategy,
-                   budget=budget, seed=seed)
-
-
-def _comparable(table: pd.DataFrame) -> pd.DataFrame:
-    return table.drop(columns=[c for c in TIMING_COLUMNS if c in table]).reset_index(drop=True)
+def test_every_strategy_is_listed_with_an_options_dataclass():
+    assert set(STRATEGIES) == {"assisted", "coarse2fine", "nsga2", "random"} == set(OPTIONS)
+    for s in STRATEGIES.values():
+        assert dataclasses.is_dataclass(s.options)
+        s.options()  # every setting has a default
+        assert list(inspect.signature(s.run).parameters) == ["session", "options"]
+    with pytest.raises(ValueError, match=r"\['pop_sise'\] are not settings"):
+        run_strategy("nsga2", None, pop_sise=3)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_strategy_contract(name):
-    run = STRATEGIES[name]
-    params = list(inspect.signature(run).parameters.values())
-    assert params[0].name == "session" and all(p.kind is p.KEYWORD_ONLY for p in params[1:])
-
+def test_strategy_contract(name, make_session, comparable):
     oracle = CountingOracle(TINY)
-    session = _session(name, evaluator=oracle)
-    table = run(session, **OPTIONS[name])
+    session = make_session(name, evaluator=oracle)
+    table = run_strategy(name, session, **OPTIONS[name])
     # one row per evaluated child, the budget spent exactly, nothing evaluated twice
     assert len(table) == 60 == session.counts.evaluated == len(oracle.calls)
+    assert session.counts.cached == 0
     assert table["arch"].is_unique and len(set(oracle.calls)) == len(oracle.calls)
     for col in ("strategy", "seed", "step", "arch", "resolution", "s0_width", "s3_expand",
                 "macs", "params", "feasible", *EVAL_COLUMNS):
@@ -81,31 +66,31 @@ def test_strategy_contract(name):
     assert table["step"].is_monotonic_increasing
     assert [h["evaluations"] for h in session.history][-1] == 60
     # the same seed gives the same table; another seed another one
-    again = run(_session(name), **OPTIONS[name])
-    pd.testing.assert_frame_equal(_comparable(table), _comparable(again))
-    other = run(_session(name, seed=1), **OPTIONS[name])
+    again = run_strategy(name, make_session(name), **OPTIONS[name])
+    assert comparable(table).equals(comparable(again))
+    other = run_strategy(name, make_session(name, seed=1), **OPTIONS[name])
     assert list(other["arch"]) != list(table["arch"])
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_resume_after_a_kill_equals_the_uninterrupted_run(name, tmp_path):
+def test_resume_after_a_kill_equals_the_uninterrupted_run(name, tmp_path, comparable):
+    opts = {"predictor": "gp"} if name == "assisted" else {}
     cfg = SearchConfig(strategy=name, out=str(tmp_path / "run"), budget=70, seed=2,
-                       space="tiny", max_macs=MAX_MACS, pop_size=16)
+                       space="tiny", max_macs=MAX_MACS, pop_size=16, **opts)
     full = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "full")}),
                       evaluator=CountingOracle(TINY))
-    killed = CountingOracle(TINY, fail_after=37)
+    killed = CountingOracle(TINY, fail_after=39)
     with pytest.raises(KeyboardInterrupt):
         run_search(cfg, evaluator=killed)
     saved = read_results(tmp_path / "run" / "results.csv")
-    assert 0 < len(saved) <= 37
+    assert 0 < len(saved) < 70
     again = CountingOracle(TINY)
     resumed = run_search(cfg, evaluator=again)
     # no child evaluated twice: the resumed run only evaluates what was never saved
     assert not set(again.calls) & set(saved["arch"])
     assert len(again.calls) == 70 - len(saved) == 70 - resumed.counts.replayed
-    pd.testing.assert_frame_equal(
-        _comparable(read_results(tmp_path / "run" / "results.csv")),
-        _comparable(read_results(tmp_path / "full" / "results.csv")))
+    assert comparable(read_results(tmp_path / "run" / "results.csv")).equals(
+        comparable(read_results(tmp_path / "full" / "results.csv")))
     assert resumed.history == full.history
 
 
@@ -118,11 +103,24 @@ def test_a_repeated_search_evaluates_nothing(tmp_path):
     assert oracle.calls == [] and session.counts.replayed == 40
 
 
-def test_random_gives_a_clear_error_when_no_child_is_feasible():
-    session = _session("random")
-    session.problem = SearchProblem(TINY, constraints=Constraints(max_macs=1.0))
+def test_shared_sampling_is_uniform_feasible_and_new(make_session):
+    session = make_session("random")
+    rng = np.random.default_rng(0)
+    first = sample_new(session, 20, rng)
+    assert len(set(first)) == 20 and all(macs(TINY, a) <= MAX_MACS for a in first)
+    rejected = session.counts.rejected_by_cost
+    assert rejected > 0  # the draws over the cost were counted
+    session.evaluate(first[:10])
+    more = sample_new(session, 50, rng)
+    assert not set(more) & set(first[:10])  # unseen only
+    free = sample_new(session, 30, rng, unseen=False, count=False, max_macs=2e6)
+    assert all(macs(TINY, a) <= 2e6 for a in free)
+
+
+def test_random_gives_a_clear_error_when_no_child_is_feasible(make_session):
+    session = make_session("random", max_macs=1.0)
     with pytest.raises(NoFeasibleChild, match="no child meets the constraints after 500"):
-        random_run(session, max_tries=500)
+        run_strategy("random", session, max_tries=500)
     assert session.counts.evaluated == 0
 
 
@@ -134,7 +132,7 @@ def test_random_stops_when_the_feasible_children_run_out():
         "num_classes": 10})
     session = Session(SearchProblem(space), OracleEvaluator(space), strategy="random",
                       budget=50, seed=0)
-    table = random_run(session, max_tries=300)
+    table = run_strategy("random", session, max_tries=300)
     assert len(table) == 8 == space.size() and table["arch"].is_unique
 
 
@@ -172,8 +170,6 @@ def test_coarse2fine_searches_each_target_and_reports_its_best(tmp_path):
     assert {"coarse", "fine@1.5M", "fine@3M", "fine@6M"} <= phases
     for t in targets:  # the fine search of a target stays under it
         assert (table[table["phase"] == f"fine@{t / 1e6:g}M"]["macs"] <= t).all()
-    import json
-
     best = json.load(open(tmp_path / "summary.json"))["best_per_target"]
     assert set(best) == {"1.5M", "3M", "6M"}
     for key, t in zip(("1.5M", "3M", "6M"), targets):
@@ -185,11 +181,10 @@ def test_coarse2fine_searches_each_target_and_reports_its_best(tmp_path):
 
 
 def test_nsga2_is_pymoo_with_scarlet_defaults_and_extremes_in_the_first_generation(
-        monkeypatch):
+        monkeypatch, make_session):
     import pymoo.algorithms.moo.nsga2 as pymoo_nsga2
 
-    params = inspect.signature(STRATEGIES["nsga2"]).parameters
-    assert params["pop_size"].default == 70 and params["mutation_ratio"].default == 0.8
+    assert Options().pop_size == 70 and Options().mutation_ratio == 0.8
     made = []
     original = pymoo_nsga2.NSGA2.__init__
 
@@ -198,37 +193,36 @@ def test_nsga2_is_pymoo_with_scarlet_defaults_and_extremes_in_the_first_generati
         original(self, *a, **kw)
 
     monkeypatch.setattr(pymoo_nsga2.NSGA2, "__init__", spy)
-    session = _session("nsga2", budget=30)
-    session.problem = SearchProblem(TINY)  # unconstrained: the largest child fits
-    table = STRATEGIES["nsga2"](session, pop_size=10)
+    session = make_session("nsga2", budget=30, max_macs=None)  # the largest child fits
+    table = run_strategy("nsga2", session, pop_size=10)
     kw = made[0]
     assert isinstance(kw["mutation"], HierarchicalMutation) and kw["mutation"].prob.value == 0.8
+    assert isinstance(kw["crossover"], CellCrossover)
     assert isinstance(kw["survival"].crowding_func, WeightedCrowding)
     assert kw["pop_size"] == 10 and kw["seed"] == 0
     first = set(table[table["step"] == 0]["arch"])
     assert {str(TINY.min_arch()), str(TINY.max_arch())} <= first
+    assert len(first) == 20  # P0 and Q0: 2n children before the first survival
 
 
-def test_hierarchical_mutation_changes_one_gene_of_the_drawn_level():
-    levels = gene_levels(TINY)  # global, then one level per stage
-    stage2 = np.eye(len(levels))[3]  # all mass on stage 2
-    mut = HierarchicalMutation(TINY, level_probs=stage2, prob=1.0)
-    rng = np.random.default_rng(0)
-    X = np.array([TINY.encode(TINY.sample(rng)) for _ in range(200)])
-    Y = mut._do(None, X, random_state=rng)
-    changed = np.nonzero(Y != X)
-    assert np.all(np.bincount(changed[0], minlength=200) == 1)  # exactly one gene each
-    assert set(changed[1]) <= set(levels[3]) and len(set(changed[1])) == 4
-    assert np.all(Y < TINY.n_choices()) and np.all(Y >= 0)
-    # the level draw follows the probabilities: global vs stages 1:3
-    mut = HierarchicalMutation(TINY, level_probs=[1, 1, 1] + [0] * (len(levels) - 3),
-                               prob=1.0)
-    Y = mut._do(None, np.repeat(X[:1], 3000, 0), random_state=rng)
-    genes = np.nonzero(Y != X[:1])[1]
-    share_global = np.isin(genes, levels[0]).mean()
-    assert abs(share_global - 1 / 3) < 0.04  # three levels, equal weights
-    with pytest.raises(ValueError, match="level_probs"):
-        HierarchicalMutation(TINY, level_probs=[1, 1])
+def test_algorithm1_refills_offspring_until_n_meet_the_accuracy_constraint(make_session):
+    # about a third of the children under the MACs cap reach this top-1
+    oracle = CountingOracle(TINY)
+    top1 = np.array([oracle.top1(TINY.sample(np.random.default_rng(i))) for i in range(300)])
+    min_acc = float(np.quantile(top1, 0.6))
+    session = make_session("nsga2", budget=400, max_macs=6e6, evaluator=oracle)
+    session.problem = SearchProblem(TINY, constraints=Constraints(max_macs=6e6,
+                                                                  min_acc=min_acc))
+    table = run_strategy("nsga2", session, pop_size=10)
+    assert len(table) == 400 and (table["macs"] <= 6e6).all()  # cost first: never evaluated
+    assert (~table["feasible"]).sum() > 50  # evaluations that missed min_acc: budget spent
+    steps = table.groupby("step")
+    feasible = steps["feasible"].sum()
+    # P0 and Q0 hold 2n = 20 feasible children; each full generation refilled to n = 10
+    assert feasible.iloc[0] == 20
+    full = feasible.iloc[1:-1]  # the last generation may be cut by the budget
+    assert len(full) >= 3 and (full == 10).all()
+    assert (steps.size().iloc[1:-1] > 10).any()  # ... at the price of extra evaluations
 
 
 def test_weighted_crowding_distance_scales_each_objective_term():

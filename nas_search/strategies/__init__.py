@@ -1,7 +1,23 @@
-"""Search strategies: each is `run(session, **options) -> results table`."""
+"""Search strategies, one plain dict: name -> Strategy(run, options dataclass). Each runs
+as `run(session, options)` and returns the session's results table."""
 
-from . import coarse2fine, nsga2, random
+from . import assisted, coarse2fine, nsga2, random
+from .base import Strategy
 
-STRATEGIES = {"coarse2fine": coarse2fine.run, "nsga2": nsga2.run, "random": random.run}
+STRATEGIES: dict[str, Strategy] = {
+    "assisted": assisted.STRATEGY,
+    "coarse2fine": coarse2fine.STRATEGY,
+    "nsga2": nsga2.STRATEGY,
+    "random": random.STRATEGY,
+}
 
-__all__ = ["STRATEGIES"]
+
+def run_strategy(name: str, session, **options):
+    """Run strategy `name` on `session` with keyword settings of its options dataclass."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy: {name!r} is unknown; choose from {sorted(STRATEGIES)}")
+    strategy = STRATEGIES[name]
+    return strategy.run(session, strategy.make_options(**options))
+
+
+__all__ = ["STRATEGIES", "Strategy", "run_strategy"]

@@ -11,14 +11,12 @@ so the session's generic replay resumes an interrupted run exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
-from pymoo.operators.crossover.ux import UniformCrossover
-from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from predictors.metrics import cross_val_rank_metrics
@@ -26,35 +24,32 @@ from predictors.models import make_predictor
 from supernet.space import Arch
 
 from ..session import Session
-from .nsga2 import HierarchicalMutation, WeightedCrowding, weighted_crowding_distance
+from .base import ArchProblem, NoFeasibleChild, Strategy, extremes, sample_new
+from .nsga2 import Options as NSGA2Options
+from .nsga2 import scarlet_operators, weighted_crowding_distance
+from .operators import MutationProbs
 
 
-class SurrogateProblem(Problem):
-    """The search as a pymoo Problem whose top-1 comes from a fitted surrogate; cost comes
-    from the closed-form counter, which also keeps over-budget children from the surrogate."""
+@dataclass
+class Options:
+    """Predictor-assisted settings: the surrogate, its NSGA-II (SCARLET's operators), and
+    how many real evaluations each iteration spends."""
 
-    def __init__(self, session: Session, model):
-        n = session.problem.space.n_choices()
-        super().__init__(n_var=len(n), n_obj=len(session.problem.objectives),
-                         n_ieq_constr=session.problem.n_constraints,
-                         xl=np.zeros(len(n)), xu=n - 1, vtype=int)
-        self.session, self.model = session, model
-
-    def _evaluate(self, X, out, *args, **kwargs):
-        table = predicted_table(self.session, self.model,
-                                [self.session.problem.space.decode(x)
-                                 for x in np.asarray(X).astype(int)])
-        out["F"] = self.session.problem.objective_matrix(table)
-        G = self.session.problem.constraint_matrix(table)
-        if G is not None:
-            out["G"] = G
+    predictor: str = "mlp"  # a name of predictors.models.PREDICTORS
+    pop_size: int = 70
+    mutation_ratio: float = 0.8
+    mutation: MutationProbs = field(default_factory=MutationProbs)
+    initial: int | None = None  # real evaluations before the first fit (default budget/5)
+    batch: int = 8  # real evaluations per iteration
+    generations: int = 20  # surrogate NSGA-II generations per iteration
+    folds: int = 5  # cross-validation folds of the recorded Kendall tau (< 2: none)
 
 
 def predicted_table(session: Session, model, archs: list[Arch]) -> pd.DataFrame:
     """Rows like the session's (macs, params, top1) with top-1 predicted; NaN over cost."""
     problem = session.problem
     cost = np.array([problem.cost(a) for a in archs], dtype=float).reshape(-1, 2)
-    ok = np.array([problem.cost_ok(a) for a in archs], dtype=bool)  # no rejection counted
+    ok = np.array([problem.within_cost(a) for a in archs], dtype=bool)  # nothing counted
     top1 = np.full(len(archs), np.nan)
     if ok.any():
         top1[ok] = model.predict([a for a, k in zip(archs, ok) if k])
@@ -64,28 +59,10 @@ def predicted_table(session: Session, model, archs: list[Arch]) -> pd.DataFrame:
     return table
 
 
-def initial_sample(session: Session, n: int, rng: np.random.Generator,
-                   max_tries: int = 20_000) -> list[Arch]:
+def initial_sample(session: Session, n: int, rng: np.random.Generator) -> list[Arch]:
     """The smallest and largest child (when cost-feasible), then uniform feasible ones."""
-    space = session.problem.space
-    picked: list[Arch] = [a for a in dict.fromkeys((space.min_arch(), space.max_arch()))
-                          if session.cost_ok(a)][:n]
-    return picked + random_new(session, n - len(picked), rng, picked, max_tries)
-
-
-def random_new(session: Session, n: int, rng: np.random.Generator,
-               taken: Sequence[Arch] = (), max_tries: int = 20_000) -> list[Arch]:
-    """Up to `n` uniform cost-feasible children this run has not seen."""
-    out: list[Arch] = []
-    misses = 0
-    while len(out) < n and misses < max_tries:
-        a = session.problem.space.sample(rng)
-        if session.seen(a) or a in out or a in taken or not session.cost_ok(a):
-            misses += 1
-        else:
-            out.append(a)
-            misses = 0
-    return out
+    picked = extremes(session)[:n]
+    return picked + sample_new(session, n - len(picked), rng, taken=picked)
 
 
 def fit_surrogate(session: Session, name: str, folds: int) -> tuple[object, dict]:
@@ -114,37 +91,25 @@ def start_population(session: Session, pop_size: int, rng: np.random.Generator) 
     if len(table):
         order = np.concatenate(NonDominatedSorting().do(problem.objective_matrix(table)))
         archs = [space.parse(table["arch"].iloc[i]) for i in order[:pop_size]]
-    rest = _random_feasible(session, pop_size - len(archs), rng, archs)
+    # seen children allowed and nothing counted: the surrogate's population spends no budget
+    rest = sample_new(session, pop_size - len(archs), rng, taken=archs, unseen=False,
+                      count=False)
     return np.array([space.encode(a) for a in archs + rest], dtype=np.int64)
 
 
-def _random_feasible(session: Session, n: int, rng: np.random.Generator,
-                     taken: Sequence[Arch], max_tries: int = 20_000) -> list[Arch]:
-    """Uniform cost-feasible children not in `taken` (seen ones allowed: no budget spent)."""
-    out: list[Arch] = []
-    for _ in range(max_tries):
-        if len(out) >= n:
-            break
-        a = session.problem.space.sample(rng)
-        if a not in out and a not in taken and session.problem.cost_ok(a):
-            out.append(a)
-    return out
-
-
-def surrogate_front(session: Session, model, rng: np.random.Generator, *, pop_size: int,
-                    generations: int, mutation_ratio: float, seed: int) -> list[Arch]:
+def surrogate_front(session: Session, model, rng: np.random.Generator, opts: Options,
+                    seed: int) -> list[Arch]:
     """Every distinct child of the surrogate NSGA-II's populations (final and earlier)."""
     space = session.problem.space
-    X0 = start_population(session, pop_size, rng)
-    algorithm = NSGA2(
-        pop_size=len(X0), sampling=X0,
-        crossover=UniformCrossover(prob=0.9),
-        mutation=HierarchicalMutation(space, prob=mutation_ratio),
-        survival=RankAndCrowding(crowding_func=WeightedCrowding(session.problem.weights)),
-        eliminate_duplicates=True, seed=seed)
-    algorithm.setup(SurrogateProblem(session, model), termination=NoTermination())
+    X0 = start_population(session, opts.pop_size, rng)
+    operators = scarlet_operators(session, NSGA2Options(
+        pop_size=len(X0), mutation_ratio=opts.mutation_ratio, mutation=opts.mutation))
+    algorithm = NSGA2(pop_size=len(X0), sampling=X0, eliminate_duplicates=True, seed=seed,
+                      **operators)
+    problem = ArchProblem(session, lambda archs: predicted_table(session, model, archs))
+    algorithm.setup(problem, termination=NoTermination())
     found: dict[Arch, None] = {}
-    for _ in range(generations):
+    for _ in range(opts.generations):
         algorithm.next()
         found.update((space.decode(np.asarray(x).astype(int)), None)
                      for x in algorithm.pop.get("X"))
@@ -155,7 +120,7 @@ def pick_spread(session: Session, model, candidates: list[Arch], k: int) -> list
     """`k` new cost-feasible candidates: those predicted to meet every constraint first;
     in each group the lowest predicted non-dominated rank first, and within a rank the
     largest (weighted) crowding distance, so the batch spans the front."""
-    new = [a for a in candidates if not session.seen(a) and session.problem.cost_ok(a)]
+    new = [a for a in candidates if not session.seen(a) and session.problem.within_cost(a)]
     if not new or k <= 0:
         return []
     problem = session.problem
@@ -180,40 +145,41 @@ def spread_order(F: np.ndarray, weights: Sequence[float]) -> list[int]:
     return order
 
 
-def run(session: Session, *, predictor: str = "mlp", pop_size: int = 70,
-        mutation_ratio: float = 0.8, initial: int | None = None, batch: int = 8,
-        generations: int = 20, folds: int = 5) -> pd.DataFrame:
+def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     """Initial sample (default a fifth of the budget, at least 10), then iterations of
     fit surrogate -> NSGA-II on it -> `batch` real evaluations, until the budget is spent."""
+    o = options or Options()
     if session.problem.needs_latency and session.problem.latency_fn is None:
         raise ValueError("predictor: latency objectives/constraints need --latency-table "
-                         "with --predictor (the surrogate front needs latency unmeasured)")
+                         "with --strategy assisted (the surrogate front needs latency "
+                         "unmeasured)")
     rng = np.random.default_rng(session.seed)
-    n_init = min(session.remaining, initial or max(10, session.budget // 5))
+    n_init = min(session.remaining, o.initial or max(10, session.budget // 5))
     records: list[dict] = []
     session.extra_summary["surrogate"] = records
     session.step_label, session.phase = "iter", "init"
     first = initial_sample(session, n_init, rng)
     if not first:
-        raise ValueError("assisted: no child meets the cost constraints; loosen "
-                         "--max-macs/--max-params")
+        raise NoFeasibleChild("assisted: no child meets the cost constraints; loosen "
+                              "--max-macs/--max-params")
     session.evaluate(first)
     session.end_step()
     session.phase = "assisted"
     iteration = 0
     while not session.done:
-        model, info = fit_surrogate(session, predictor, folds)
+        model, info = fit_surrogate(session, o.predictor, o.folds)
         records.append({"iteration": iteration, **info})
-        want = min(batch, session.remaining)
-        cands = surrogate_front(session, model, rng, pop_size=pop_size,
-                                generations=generations, mutation_ratio=mutation_ratio,
-                                seed=session.seed * 1000 + iteration)
+        want = min(o.batch, session.remaining)
+        cands = surrogate_front(session, model, rng, o, seed=session.seed * 1000 + iteration)
         picked = pick_spread(session, model, cands, want)
         # the surrogate's front may be all known children: spend the rest uniformly
-        picked += random_new(session, want - len(picked), rng, picked)
+        picked += sample_new(session, want - len(picked), rng, taken=picked)
         if not picked:
             break  # every feasible child we can find has been evaluated
         session.evaluate(picked)
         session.end_step()
         iteration += 1
     return session.table()
+
+
+STRATEGY = Strategy(run, Options)

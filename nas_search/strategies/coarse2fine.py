@@ -11,6 +11,7 @@ is spent.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,20 @@ from supernet.space import Arch, SearchSpace
 
 from ..problem import format_count
 from ..session import Session
+from .base import Strategy, ranked
+
+
+@dataclass
+class Options:
+    """Coarse-to-fine settings: the grid (BigNAS: 5 x 4 x 2 x 4), then the local search."""
+
+    resolutions: int = 5
+    depths: int = 4
+    widths: int = 2
+    kernels: int = 4
+    coarse_share: float = 0.5  # at most this share of the budget on the grid
+    top_k: int = 3  # local searches start from the best k coarse children of each target
+    batch: int = 8  # neighbours evaluated per step
 
 
 def _levels(n_options: int, n_configs: int) -> list[int]:
@@ -69,17 +84,6 @@ def neighbours(space: SearchSpace, arch: Arch) -> list[Arch]:
     return out
 
 
-def _ranked(table: pd.DataFrame, max_macs: float | None) -> list[str]:
-    """Arch strings of the feasible rows under `max_macs`, best top-1 first."""
-    if len(table) == 0:
-        return []
-    ok = table["feasible"].to_numpy(bool)
-    if max_macs is not None:
-        ok = ok & (table["macs"].to_numpy(float) <= max_macs)
-    rows = table[ok].sort_values(["top1", "macs"], ascending=[False, True], kind="stable")
-    return list(rows["arch"])
-
-
 def _climb(session: Session, rng: np.random.Generator, current: Arch, score, target,
            stop: int, batch: int) -> None:
     """From `current`, evaluate shuffled unseen neighbours under `target` a batch at a time
@@ -88,7 +92,7 @@ def _climb(session: Session, rng: np.random.Generator, current: Arch, score, tar
     best = score(current)
     while session.counts.evaluated < stop:
         cands = [a for a in neighbours(space, current)
-                 if not session.seen(a) and session.cost_ok(a, target)]
+                 if not session.seen(a) and session.screen(a, target)]
         rng.shuffle(cands)
         moved = False
         for i in range(0, len(cands), batch):
@@ -108,15 +112,15 @@ def _climb(session: Session, rng: np.random.Generator, current: Arch, score, tar
 def _perturb(session: Session, rng: np.random.Generator, target) -> Arch | None:
     """The best child under `target` with three random genes redrawn, if it fits."""
     space = session.problem.space
-    ranked = _ranked(session.table(), target)
-    if not ranked:
+    best = ranked(session, target)
+    if not best:
         return None
-    x = space.encode(space.parse(ranked[0]))
+    x = space.encode(best[0])
     n = space.n_choices()
     for g in rng.choice(len(x), size=min(3, len(x)), replace=False):
         x[g] = rng.integers(n[g])
     cand = space.decode(x)
-    return cand if session.cost_ok(cand, target) else None
+    return cand if session.screen(cand, target) else None
 
 
 def _local_search(session: Session, rng: np.random.Generator, target: float | None,
@@ -133,8 +137,8 @@ def _local_search(session: Session, rng: np.random.Generator, target: float | No
             return (-np.inf, -np.inf)
         return (row["top1"], -row["macs"])
 
-    starts = [space.parse(a) for a in _ranked(session.table(), target)[:top_k]]
-    if not starts and session.cost_ok(space.min_arch(), target):
+    starts = ranked(session, target)[:top_k]
+    if not starts and session.screen(space.min_arch(), target):
         starts = [space.min_arch()]
     fruitless = 0  # rounds without a new evaluation: the neighbourhood is exhausted
     while session.counts.evaluated < stop and fruitless < 50:
@@ -148,31 +152,33 @@ def _local_search(session: Session, rng: np.random.Generator, target: float | No
         fruitless = fruitless + 1 if session.counts.evaluated == before else 0
 
 
-def run(session: Session, *, resolutions: int = 5, depths: int = 4, widths: int = 2,
-        kernels: int = 4, coarse_share: float = 0.5, top_k: int = 3,
-        batch: int = 8) -> pd.DataFrame:
+def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     """Coarse grid (at most `coarse_share` of the budget), then a fine local search per
     MACs target (the budget left split evenly between targets)."""
+    o = options or Options()
     rng = np.random.default_rng(session.seed)
     problem = session.problem
     targets: list[float | None] = list(problem.targets) or [None]
     loosest = None if None in targets else max(targets)
-    grid = [a for a in coarse_grid(problem.space, resolutions, depths, widths, kernels)
-            if session.cost_ok(a, loosest)]
-    cap = max(1, int(coarse_share * session.budget))
+    grid = [a for a in coarse_grid(problem.space, o.resolutions, o.depths, o.widths, o.kernels)
+            if session.screen(a, loosest)]
+    cap = max(1, int(o.coarse_share * session.budget))
     if len(grid) > cap:  # keep an even, seeded subset of the grid
         keep = np.sort(rng.choice(len(grid), size=cap, replace=False))
         grid = [grid[i] for i in keep]
     session.phase = "coarse"
-    for i in range(0, len(grid), batch):
+    for i in range(0, len(grid), o.batch):
         if session.done:
             break
-        session.evaluate(grid[i:i + min(batch, session.remaining)])
+        session.evaluate(grid[i:i + min(o.batch, session.remaining)])
         session.end_step()
     for j, target in enumerate(targets):
         if session.done:
             break
         share = session.remaining // (len(targets) - j)
         session.phase = "fine" if target is None else f"fine@{format_count(target)}"
-        _local_search(session, rng, target, share, top_k, batch)
+        _local_search(session, rng, target, share, o.top_k, o.batch)
     return session.table()
+
+
+STRATEGY = Strategy(run, Options)

@@ -1,123 +1,59 @@
-"""SCARLET-NAS's constrained, weighted NSGA-II, as pymoo's NSGA2 with our operators.
+"""SCARLET-NAS's constrained, weighted NSGA-II (supplement, Algorithm 1) on pymoo's NSGA2.
 
-pymoo runs the algorithm; we supply the pieces: a Problem that fills F and G for the
-whole population (cost constraints checked by the counter before any evaluation), a
-sampling that may seed the min and max child, hierarchical mutation, crowding distance
-weighted by the objective weights, and duplicate elimination that also skips children
-this run already evaluated or rejected. Selection is NSGA2's binary tournament
-(feasibility, then domination, then crowding); crossover is uniform.
+pymoo runs the algorithm; we supply the pieces: the Problem adapter (strategies/base), the
+SCARLET operators (strategies/operators: hierarchical mutation, cell crossover), crowding
+distance weighted by the objective weights, duplicate elimination that also skips
+children this run already evaluated or rejected, and Algorithm 1's populations:
+
+- P0 and Q0 are drawn uniformly until each holds n children that meet every constraint
+  (so the first survival picks P1 from 2n feasible children);
+- each offspring set Q is refilled until n children meet every constraint: the cost is
+  checked first, with the closed-form counter (a child over it is never evaluated); the
+  accuracy (and measured latency) constraint after evaluation. Every evaluation counts in
+  the budget, kept or not; a generation cut short by the budget keeps what it has.
+
+Selection is NSGA2's binary tournament (feasibility, then domination, then crowding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.config import Config
 from pymoo.core.duplicate import DefaultDuplicateElimination
-from pymoo.core.mutation import Mutation
-from pymoo.core.problem import Problem
-from pymoo.core.sampling import Sampling
+from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
-from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.operators.survival.rank_and_crowding.metrics import CrowdingDiversity
 
-from supernet.space import SearchSpace
-
 from ..session import Session
-
-Config.warnings["not_compiled"] = False  # pymoo prints to stdout otherwise
-
-
-class ArchProblem(Problem):
-    """The search as a pymoo Problem over integer encodings: F and G for a population."""
-
-    def __init__(self, session: Session):
-        n = session.problem.space.n_choices()
-        super().__init__(n_var=len(n), n_obj=len(session.problem.objectives),
-                         n_ieq_constr=session.problem.n_constraints,
-                         xl=np.zeros(len(n)), xu=n - 1, vtype=int)
-        self.session = session
-
-    def _evaluate(self, X, out, *args, **kwargs):
-        space = self.session.problem.space
-        table = self.session.evaluate([space.decode(x) for x in np.asarray(X).astype(int)])
-        out["F"] = self.session.problem.objective_matrix(table)
-        G = self.session.problem.constraint_matrix(table)
-        if G is not None:
-            out["G"] = G
+from .base import ArchProblem, NoFeasibleChild, Strategy, extremes, sample_new
+from .operators import (
+    CellCrossover,
+    HierarchicalMutation,
+    MutationProbs,
+    encoding_cost,
+    gene_layout,
+)
 
 
-class ArchSampling(Sampling):
-    """Uniform encodings, cost-feasible by rejection where possible; optionally the
-    smallest and (if it meets the cost constraints) the largest child first."""
+@dataclass
+class Options:
+    """NSGA-II settings; the defaults are SCARLET-NAS's Table 1 (population 70, mutation
+    ratio 0.8, the two roulettes' probabilities)."""
 
-    def __init__(self, session: Session, include_extremes: bool = True,
-                 max_tries: int = 1000):
-        super().__init__()
-        self.session, self.include_extremes, self.max_tries = session, include_extremes, max_tries
-
-    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
-        sp = self.session.problem
-        space = sp.space
-        picked: dict[tuple, np.ndarray] = {}
-        if self.include_extremes:
-            for a in (space.min_arch(), space.max_arch()):
-                if sp.cost_ok(a):
-                    picked[tuple(space.encode(a))] = space.encode(a)
-        n = space.n_choices()
-        for _ in range(self.max_tries * n_samples):
-            if len(picked) >= n_samples:
-                break
-            x = random_state.integers(n)
-            if self.session.cost_ok(space.decode(x)):
-                picked.setdefault(tuple(x), x)
-        return np.array(list(picked.values())[:n_samples], dtype=np.int64)
+    pop_size: int = 70
+    mutation_ratio: float = 0.8
+    crossover_prob: float = 0.9
+    mutation: MutationProbs = field(default_factory=MutationProbs)
+    include_extremes: bool = True  # the smallest and largest child in P0 when feasible
+    patience: int = 20  # generations in a row without a new evaluation before stopping
+    max_rounds: int = 50  # refill rounds in a row that propose nothing new: Q stays short
 
 
-def gene_levels(space: SearchSpace) -> list[list[int]]:
-    """Gene indices per mutation level: [global (resolution, stem, head), stage 0, ...]."""
-    names = [name for name, _ in space.choices()]
-    glob = [names.index("resolution"), names.index("stem"), names.index("head")]
-    stages = [[names.index(f"stage {i} {g}") for g in ("width", "depth", "kernel", "expand")]
-              for i in range(len(space.stages))]
-    return [glob] + stages
-
-
-class HierarchicalMutation(Mutation):
-    """A first draw picks the level (global choices, or one stage) with `level_probs`, a
-    second picks one of its genes, which moves to another of its values."""
-
-    def __init__(self, space: SearchSpace, level_probs: Sequence[float] | None = None,
-                 prob: float = 0.8):
-        super().__init__(prob=prob)
-        self.n = space.n_choices()
-        levels = gene_levels(space)
-        probs = np.ones(len(levels)) if level_probs is None else np.asarray(level_probs, float)
-        if len(probs) != len(levels) or np.any(probs < 0) or probs.sum() <= 0:
-            raise ValueError(f"level_probs: {probs.tolist()} must be {len(levels)} non-negative "
-                             "weights (global, then one per stage)")
-        # genes with a single value cannot change; levels without any are never drawn
-        self.levels = [[g for g in lvl if self.n[g] > 1] for lvl in levels]
-        probs = np.where([bool(lvl) for lvl in self.levels], probs, 0.0)
-        if probs.sum() == 0:
-            raise ValueError("level_probs: every level with a non-zero weight has no choice")
-        self.probs = probs / probs.sum()
-
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
-        X = np.asarray(X).astype(np.int64).copy()
-        for row in X:
-            level = self.levels[random_state.choice(len(self.levels), p=self.probs)]
-            gene = level[random_state.integers(len(level))]
-            new = random_state.integers(self.n[gene] - 1)
-            row[gene] = new + (new >= row[gene])  # any value but the current one
-        return X
-
-
-def weighted_crowding_distance(F: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+def weighted_crowding_distance(F: np.ndarray, weights) -> np.ndarray:
     """NSGA-II crowding distance with each objective's term scaled by its weight
     (SCARLET-NAS); the extremes of every objective with a spread get infinity."""
     F = np.asarray(F, float)
@@ -141,7 +77,7 @@ def weighted_crowding_distance(F: np.ndarray, weights: Sequence[float]) -> np.nd
 class WeightedCrowding(CrowdingDiversity):
     """pymoo crowding function computing `weighted_crowding_distance`."""
 
-    def __init__(self, weights: Sequence[float]):
+    def __init__(self, weights):
         super().__init__()
         self.weights = np.asarray(weights, float)
 
@@ -166,35 +102,101 @@ class NoRepeats(DefaultDuplicateElimination):
         return is_duplicate
 
 
-def run(session: Session, *, pop_size: int = 70, mutation_ratio: float = 0.8,
-        crossover_prob: float = 0.9, level_probs: Sequence[float] | None = None,
-        include_extremes: bool = True, patience: int = 20) -> pd.DataFrame:
-    """Generations of `pop_size` until the budget is spent (the last one is cut to fit).
-
-    Defaults follow SCARLET-NAS: population 70, mutation ratio 0.8. Stops early when
-    `patience` generations in a row bring no new evaluation.
-    """
+def scarlet_operators(session: Session, opts: Options) -> dict:
+    """NSGA2's keyword arguments for SCARLET's operators and weighted crowding."""
     space = session.problem.space
-    pop_size = max(1, min(pop_size, session.remaining))
-    algorithm = NSGA2(
-        pop_size=pop_size,
-        sampling=ArchSampling(session, include_extremes),
-        crossover=UniformCrossover(prob=crossover_prob),
-        mutation=HierarchicalMutation(space, level_probs, prob=mutation_ratio),
-        survival=RankAndCrowding(crowding_func=WeightedCrowding(session.problem.weights)),
-        eliminate_duplicates=NoRepeats(session),
-        seed=session.seed,
-    )
+    layout = gene_layout(space)
+    cost = encoding_cost(space, lambda a: session.problem.cost(a)[0])
+    return {"crossover": CellCrossover(layout, prob=opts.crossover_prob),
+            "mutation": HierarchicalMutation(layout, cost, opts.mutation,
+                                             prob=opts.mutation_ratio),
+            "survival": RankAndCrowding(
+                crowding_func=WeightedCrowding(session.problem.weights))}
+
+
+class ScarletNSGA2(NSGA2):
+    """NSGA2 whose initial and offspring populations follow Algorithm 1 (module docstring)."""
+
+    def __init__(self, session: Session, opts: Options, **kwargs):
+        super().__init__(pop_size=opts.pop_size, eliminate_duplicates=NoRepeats(session),
+                         **kwargs)
+        self.session, self.opts = session, opts
+        self.rng = np.random.default_rng(session.seed)
+
+    def _fill(self, n: int, propose) -> Population:
+        """Algorithm 1's refill: proposals (`propose(k)` -> Population) until `n` children
+        meet every constraint, the budget is spent, or `max_rounds` rounds bring nothing."""
+        session, space = self.session, self.session.problem.space
+        kept = Population.empty()
+        idle = 0
+        while len(kept) < n and not session.done and idle < self.opts.max_rounds:
+            cand = propose(n - len(kept))
+            # the cost first: a child over it is rejected (and counted), never evaluated
+            ok = [session.screen(space.decode(np.asarray(x).astype(int)))
+                  for x in cand.get("X")] if len(cand) else []
+            cand = cand[np.flatnonzero(ok)[:session.remaining]]
+            if len(cand) == 0:
+                idle += 1
+                continue
+            idle = 0
+            self.evaluator.eval(self.problem, cand, algorithm=self)
+            G = cand.get("G")
+            good = (np.ones(len(cand), bool) if G is None or np.size(G) == 0
+                    else (np.asarray(G, float) <= 0).all(axis=1))
+            kept = Population.merge(kept, cand[np.flatnonzero(good)])
+        return kept
+
+    def _uniform(self, k: int) -> Population:
+        space = self.session.problem.space
+        first = extremes(self.session) if self.opts.include_extremes and \
+            self.session.counts.evaluated == 0 else []
+        archs = first[:k] + sample_new(self.session, k - len(first[:k]), self.rng,
+                                       taken=first)
+        return Population.new(X=np.array([space.encode(a) for a in archs], dtype=np.int64)
+                              .reshape(-1, self.problem.n_var))
+
+    def _initialize_infill(self) -> Population:
+        pop = self._fill(2 * self.pop_size, self._uniform)  # P0 and Q0
+        if len(pop) == 0:
+            if self.session.counts.evaluated == 0:
+                raise NoFeasibleChild("nsga2: no child meets the cost constraints; loosen "
+                                      "--max-macs/--max-params")
+            raise NoFeasibleChild("nsga2: no evaluated child meets --min-acc / "
+                                  "--max-latency; loosen them")
+        return pop
+
+    def _infill(self) -> Population | None:
+        def mate(k: int) -> Population:
+            return self.mating.do(self.problem, self.pop, k, algorithm=self,
+                                  random_state=self.random_state)
+
+        off = self._fill(self.pop_size, mate)
+        if len(off) == 0:
+            self.termination.force_termination = True
+            return None
+        return off
+
+
+def run(session: Session, options: Options | None = None) -> pd.DataFrame:
+    """Generations until the budget is spent (the last one cut to fit); stops early when
+    `patience` generations in a row bring no new evaluation."""
+    opts = options or Options()
+    algorithm = ScarletNSGA2(session, opts, **scarlet_operators(session, opts),
+                             seed=session.seed)
     algorithm.setup(ArchProblem(session), termination=NoTermination())
     session.step_label, session.phase = "gen", "init"
     idle = 0
-    while not session.done and idle < patience:
+    while not session.done and idle < opts.patience:
         before = session.counts.evaluated
-        algorithm.n_offsprings = min(pop_size, session.remaining)
         algorithm.next()
         session.end_step()
         session.phase = "evolve"
         idle = idle + 1 if session.counts.evaluated == before else 0
         if algorithm.termination.force_termination:  # mating found no new child at all
             break
+    session.extra_summary["mutation_kinds"] = dict(
+        algorithm.mating.mutation.kinds_used)
     return session.table()
+
+
+STRATEGY = Strategy(run, Options)

@@ -3,41 +3,43 @@ until the evaluation budget is spent. The baseline every other strategy must bea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from ..session import Session
+from .base import NoFeasibleChild, Strategy, sample_new
 
 
-class NoFeasibleChild(ValueError):
-    """The constraints left no (new) feasible child within the allowed number of tries."""
+@dataclass
+class Options:
+    """Random search settings."""
+
+    batch: int = 16  # children per step
+    max_tries: int = 20_000  # draws in a row without a new feasible child before giving up
 
 
-def run(session: Session, *, batch: int = 16, max_tries: int = 20_000) -> pd.DataFrame:
+def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     """Evaluate `batch` new cost-feasible uniform samples per step until the budget is spent.
 
     Raises NoFeasibleChild when `max_tries` draws in a row find no new feasible child and
     nothing feasible was found before; stops early (the space is exhausted) otherwise.
     """
+    opts = options or Options()
     rng = np.random.default_rng(session.seed)
-    space = session.problem.space
     while not session.done:
-        want = min(batch, session.remaining)
-        drawn: list = []
-        misses = 0
-        while len(drawn) < want and misses < max_tries:
-            arch = space.sample(rng)
-            if session.seen(arch) or arch in drawn or not session.cost_ok(arch):
-                misses += 1
-            else:
-                drawn.append(arch)
-                misses = 0
+        drawn = sample_new(session, min(opts.batch, session.remaining), rng,
+                           max_tries=opts.max_tries)
         if not drawn:
             if session.counts.evaluated == 0:
                 raise NoFeasibleChild(
-                    f"random: no child meets the constraints after {max_tries} uniform "
+                    f"random: no child meets the constraints after {opts.max_tries} uniform "
                     "draws; loosen --max-macs/--max-params")
             break  # every feasible child we can find has been evaluated
         session.evaluate(drawn)
         session.end_step()
     return session.table()
+
+
+STRATEGY = Strategy(run, Options)

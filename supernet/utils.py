@@ -1,0 +1,71 @@
+"""Helpers every package shares: atomic file writes, a scoped torch thread count, median
+timing. Standard library, numpy and torch only, so `supernet` stays importable on its own
+and `nas_search` and `predictors` import these instead of keeping copies."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+
+def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`: a
+    killed process leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """`torch.save` through `atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the body with `n` torch intra-op threads (None or 0: torch's setting), then
+    restore the previous count."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def device_sync(device: str | torch.device) -> Callable[[], None]:
+    """A function that waits for queued work on `device` (CUDA runs asynchronously)."""
+    return torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+
+
+def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
+              sync: Callable[[], None] = lambda: None,
+              timer: Callable[[], float] = time.perf_counter) -> float:
+    """Median wall time in ms of `call()` over `repeats` runs after `warmup` untimed ones
+    (the median, not the mean: the machines are shared)."""
+    for _ in range(warmup):
+        call()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = timer()
+        call()
+        sync()
+        times.append(timer() - start)
+    return 1000.0 * float(np.median(times))
