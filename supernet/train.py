@@ -39,6 +39,7 @@ from .data import DataSet, batches, calib_batches, load_data, resize
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
+from .single_path import single_path_children, single_path_step, training_space
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
@@ -87,6 +88,9 @@ class TrainConfig:
     # 1.5x faster on 2 idle cores but 5-10x slower on 2 cores shared with other jobs
     threads: int = 0
     quiet: bool = False  # no progress bar
+    # layer-wise spaces (SCARLET-NAS) train single-path, not by the sandwich rule:
+    els: bool = True  # skip choices as ELS (1x1 conv + BN); False: pure skips (ablation)
+    fair: bool = False  # FairNAS strict fairness: every choice of every layer each step
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -279,7 +283,7 @@ def train(cfg: TrainConfig) -> Path:
     path of the final checkpoint `<out>/supernet.pt`."""
     check_config(cfg)
     cfg = resolved(cfg)
-    space = load_space(cfg.space)
+    space = training_space(load_space(cfg.space), cfg.els, cfg.fair)
     out = Path(cfg.out)
     path = out / "supernet.pt"
     prev = _previous(path, cfg, space)
@@ -345,10 +349,15 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         sums = torch.zeros(2, dtype=torch.float64, device=d.device)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps + i
-            children = sandwich_children(space, cfg.seed, step, cfg.num_random)
+            if space.family == "layerwise":  # SCARLET-NAS: single path, labels only
+                children = single_path_children(space, cfg.seed, step, cfg.fair)
+                step_fn = single_path_step
+            else:
+                children = sandwich_children(space, cfg.seed, step, cfg.num_random)
+                step_fn = sandwich_step
             torch.manual_seed(_seed(cfg.seed, step, d.rank))  # dropout masks, resumable
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            loss, kd = sandwich_step(model, opt, x, y, children, cfg, dropout)
+            loss, kd = step_fn(model, opt, x, y, children, cfg, dropout)
             sched.step()
             sums += torch.stack([loss, kd]).double()
             if i % 10 == 0 and not bar.disable:

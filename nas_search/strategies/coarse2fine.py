@@ -155,6 +155,10 @@ def run(session: Session, *, resolutions: int = 5, depths: int = 4, widths: int 
     MACs target (the budget left split evenly between targets)."""
     rng = np.random.default_rng(session.seed)
     problem = session.problem
+    if problem.space.family != "stagewise":
+        raise ValueError(f"strategy coarse2fine: its grid is over stage-wise depth, width and "
+                         f"kernel; space {problem.space.name!r} is {problem.space.family} "
+                         "(use nsga2, random or assisted)")
     targets: list[float | None] = list(problem.targets) or [None]
     loosest = None if None in targets else max(targets)
     grid = [a for a in coarse_grid(problem.space, resolutions, depths, widths, kernels)

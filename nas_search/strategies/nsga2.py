@@ -79,12 +79,9 @@ class ArchSampling(Sampling):
 
 
 def gene_levels(space: SearchSpace) -> list[list[int]]:
-    """Gene indices per mutation level: [global (resolution, stem, head), stage 0, ...]."""
-    names = [name for name, _ in space.choices()]
-    glob = [names.index("resolution"), names.index("stem"), names.index("head")]
-    stages = [[names.index(f"stage {i} {g}") for g in ("width", "depth", "kernel", "expand")]
-              for i in range(len(space.stages))]
-    return [glob] + stages
+    """Gene indices per mutation level: [global (resolution, stem, head), stage 0, ...];
+    layer-wise, a stage's genes are its layers' choices (see `SearchSpace.gene_levels`)."""
+    return [genes for _, genes in space.gene_levels()]
 
 
 class HierarchicalMutation(Mutation):
