@@ -2,7 +2,7 @@
 with pure skips on the same data, budget and seed, then BN-calibrate and evaluate the same
 children in both supernets and print their val top-1 side by side.
 
-    nice python benchmarks/scarlet_els.py --data npz:../shared/data --epochs 3
+    nice python benchmarks/scarlet_els.py --data npz:../shared/data --epochs 6
 
 Both runs resume from their checkpoints (`<out>/els`, `<out>/no-els`), so a second call
 only evaluates. The children: the smallest (every layer a skip), the largest (every
@@ -29,8 +29,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="scarlet-tiny")
     p.add_argument("--data", default="npz:../shared/data")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--warmup-epochs", type=float, default=0.3)
+    p.add_argument("--schedule", default="cosine", help="exp or cosine (a short run: cosine)")
     p.add_argument("--children", type=int, default=8)
     p.add_argument("--calib-images", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
@@ -47,7 +50,8 @@ def main() -> None:
     cols = {}
     for tag, els in (("els", True), ("no-els", False)):
         cfg = TrainConfig(space=args.space, data=args.data, epochs=args.epochs,
-                          batch_size=args.batch_size, seed=args.seed, els=els,
+                          batch_size=args.batch_size, seed=args.seed, els=els, lr=args.lr,
+                          warmup_epochs=args.warmup_epochs, schedule=args.schedule,
                           out=str(Path(args.out) / tag), resume=True, quiet=True)
         t0 = time.perf_counter()
         path = train(cfg)

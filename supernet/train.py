@@ -234,7 +234,8 @@ def _previous(path: Path, cfg: TrainConfig, space: SearchSpace) -> dict | None:
     if not path.exists():
         return None
     ck = read_checkpoint(path)
-    old, new = ck.get("recipe", {}), _recipe(cfg)
+    # a field newer than the checkpoint counts at its default (the behaviour it had then)
+    old, new = {**_recipe(TrainConfig()), **ck.get("recipe", {})}, _recipe(cfg)
     diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
     if space_from_dict(ck["space"]) != space:
         diff.insert(0, f"space {ck['space'].get('name')!r} -> {space.name!r}")

@@ -15,7 +15,7 @@ from torch import nn
 from nas_search import OracleEvaluator, SearchProblem, Session
 from nas_search.problem import Constraints
 from nas_search.results import arch_fields
-from nas_search.strategies import STRATEGIES
+from nas_search.strategies import STRATEGIES, assisted
 from predictors.features import ArchEncoder
 from predictors.latency import covering_archs, layer_keys
 from supernet import ElasticSupernet, load_checkpoint
@@ -289,12 +289,15 @@ def test_nas_train_trains_a_layer_wise_space(small, tmp_path) -> None:
 # ---- search, predictors, latency --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["random", "nsga2"])
+@pytest.mark.parametrize("name", ["random", "nsga2", "assisted"])
 def test_search_strategies_run_on_a_layer_wise_space(name: str) -> None:
     limit = macs(TINY, TINY.sample(np.random.default_rng(0)))
     problem = SearchProblem(TINY, constraints=Constraints(max_macs=limit))
     session = Session(problem, OracleEvaluator(TINY), strategy=name, budget=24, seed=0)
-    table = STRATEGIES[name](session, **({"pop_size": 8} if name == "nsga2" else {}))
+    options = {"random": {}, "nsga2": {"pop_size": 8},
+               "assisted": {"pop_size": 8, "generations": 2, "folds": 3}}[name]
+    run = assisted.run if name == "assisted" else STRATEGIES[name]  # nsga2 + a surrogate
+    table = run(session, **options)
     assert len(table) == 24 and table["arch"].is_unique and (table["macs"] <= limit).all()
     assert all(TINY.parse(a).layers for a in table["arch"])
     assert {"l0", "l9"} <= set(table.columns)
