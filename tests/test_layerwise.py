@@ -4,6 +4,9 @@ the shared vocabulary (string, encoding, plan, cost, export, search, latency) on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -19,6 +22,7 @@ from nas_search.strategies import STRATEGIES, assisted
 from predictors.features import ArchEncoder
 from predictors.latency import covering_archs, layer_keys
 from supernet import ElasticSupernet, load_checkpoint
+from supernet.checkpoint import read_checkpoint
 from supernet.cli import main as train_main
 from supernet.cost import cost, macs, params
 from supernet.plan import child_plan
@@ -284,6 +288,49 @@ def test_nas_train_trains_a_layer_wise_space(small, tmp_path) -> None:
     argv = ["--space", "tiny", "--data", data, "--out", str(tmp_path / "x"), "--quiet"]
     assert train_main(argv + ["--no-els"]) == 2
     assert train_main(argv + ["--fair"]) == 2
+
+
+@pytest.mark.parametrize("fair", [False, True])
+def test_two_gloo_processes_match_one_process(small, tmp_path, fair: bool) -> None:
+    """DDP under torchrun: single-path steps give the weights one process gives with the
+    same global batch (1e-7 apart after 4 steps, measured). Strictly fair steps (3
+    children, gradients reduced once, in the last backward) drift more, 1e-3, as do 8
+    uniform steps (the float differences of a half-batch grow); lost gradients of the
+    earlier children would leave their choices' weights untrained instead."""
+    space = small[0]
+    rng = np.random.default_rng(0)  # 72 training images: 4 steps (float drift grows with more)
+    y = np.arange(80) % 10
+    x = (rng.integers(0, 40, (80, 16, 16, 3)) + 20 * y[:, None, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "d80.npz", x=x, y=y)
+    data = f"npz:{tmp_path / 'd80.npz'}"
+    args = ["--space", space, "--data", data, "--epochs", "1", "--batch-size", "16",
+            "--lr", "0.2", "--warmup-epochs", "0", "--dropout", "0", "--calib-images", "16",
+            "--quiet", "--sync-bn"] + (["--fair"] if fair else [])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "supernet.cli", *args, "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = read_checkpoint(tmp_path / "ddp" / "supernet.pt")
+    one = read_checkpoint(train(TrainConfig(space=space, data=data, epochs=1, batch_size=16,
+                                            lr=0.2, warmup_epochs=0, dropout=0.0,
+                                            calib_images=16, fair=fair, quiet=True, threads=1,
+                                            out=str(tmp_path / "one"))))
+    assert ddp["world_size"] == 2 and ddp["step"] == one["step"] == 4
+    torch.manual_seed(0)
+    init = ElasticSupernet(space).state_dict()
+    atol = 2e-2 if fair else 1e-5
+    moved: dict[str, set] = {"one": set(), "ddp": set()}
+    for k, v in one["state_dict"].items():
+        if v.is_floating_point() and "running" not in k:
+            assert torch.allclose(v, ddp["state_dict"][k], atol=atol, rtol=1e-4), k
+            choice = ".".join(k.split(".")[:3])  # layers.<i>.<op>
+            moved["one"] |= {choice} if not torch.equal(v, init[k]) else set()
+            moved["ddp"] |= {choice} if not torch.equal(ddp["state_dict"][k], init[k]) else set()
+    if fair:  # every choice of every layer trained, in both
+        every = {f"layers.{i}.{op}" for i, spec in enumerate(load_space(space).layers)
+                 for op in spec.ops}
+        assert every <= moved["one"] and every <= moved["ddp"]
 
 
 # ---- search, predictors, latency --------------------------------------------------------
