@@ -22,7 +22,7 @@ from nas_search.strategies import STRATEGIES, assisted
 from predictors.features import ArchEncoder
 from predictors.latency import covering_archs, layer_keys
 from supernet import ElasticSupernet, load_checkpoint
-from supernet.checkpoint import read_checkpoint
+from supernet.checkpoint import atomic_torch_save, read_checkpoint
 from supernet.cli import main as train_main
 from supernet.cost import cost, macs, params
 from supernet.plan import child_plan
@@ -288,6 +288,20 @@ def test_nas_train_trains_a_layer_wise_space(small, tmp_path) -> None:
     argv = ["--space", "tiny", "--data", data, "--out", str(tmp_path / "x"), "--quiet"]
     assert train_main(argv + ["--no-els"]) == 2
     assert train_main(argv + ["--fair"]) == 2
+
+
+def test_a_checkpoint_older_than_the_els_and_fair_fields_is_the_same_run(small, tmp_path):
+    space, data = small
+    cfg = TrainConfig(space=space, data=data, epochs=1, batch_size=64, calib_images=16,
+                      quiet=True, threads=1, out=str(tmp_path / "run"))
+    path = train(cfg)
+    ck = read_checkpoint(path)
+    for k in ("els", "fair"):  # as saved before these fields existed
+        del ck["recipe"][k]
+    atomic_torch_save(ck, path)
+    assert train(cfg) == path  # found complete, not "a different run"
+    with pytest.raises(ValueError, match="fair False -> True"):
+        train(TrainConfig(**{**cfg.__dict__, "fair": True}))
 
 
 @pytest.mark.parametrize("fair", [False, True])
