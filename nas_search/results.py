@@ -28,6 +28,7 @@ TIMING_COLUMNS = ("eval_time_s", "calib_time_s", "latency_ms")
 def arch_fields(space: SearchSpace, arch: Arch) -> dict[str, Any]:
     """The fields of `arch` as flat columns: resolution, stem, head, s<i>_width/depth/..."""
     row: dict[str, Any] = {"resolution": arch.resolution, "stem": arch.stem, "head": arch.head}
+    row.update({f"l{i}": op for i, op in enumerate(arch.layers)})  # layer-wise choices
     for i, s in enumerate(arch.stages):
         row.update({f"s{i}_width": s.width, f"s{i}_depth": s.depth,
                     f"s{i}_kernel": s.kernel, f"s{i}_expand": s.expand})

@@ -33,7 +33,8 @@ class OracleEvaluator:
         x = (math.log(self._macs(self.space, arch)) - self._lo) / max(self._hi - self._lo, 1e-9)
         # depth helps a little more than width here, so the front is not just "more MACs"
         depth = np.mean([s.depth / max(spec.depths)
-                         for s, spec in zip(arch.stages, self.space.stages)])
+                         for s, spec in zip(arch.stages, self.space.stages)]
+                        + [op != "skip" for op in arch.layers])  # layer-wise: non-skip layers
         h = int.from_bytes(hashlib.sha256(str(arch).encode()).digest()[:8], "big") / 2**64
         return float(np.clip(0.5 + 0.4 * math.sqrt(max(x, 0)) + 0.05 * depth
                              - self.noise * h, 0, 1))

@@ -45,8 +45,9 @@ def one_hot(space: SearchSpace, codes: np.ndarray) -> np.ndarray:
 class ArchEncoder(TransformerMixin, BaseEstimator):
     """scikit-learn transformer: Arch list or integer encodings -> float features.
 
-    `one_hot=False` keeps the integer choice indices (ordinal: choices are sorted, so a
-    larger index is a wider/deeper/larger child); `one_hot=True` gives one column per choice.
+    `one_hot=False` keeps the integer choice indices (ordinal on stage-wise spaces: choices
+    are sorted, so a larger index is a wider/deeper/larger child; a layer-wise choice is a
+    category, skip being 6 of 0-6 in S1); `one_hot=True` gives one column per choice.
     """
 
     def __init__(self, space: SearchSpace, one_hot: bool = True):

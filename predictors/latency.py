@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from supernet.model import ElasticSupernet
-from supernet.plan import child_plan
+from supernet.plan import MBCONV, child_plan
 from supernet.space import Arch, SearchSpace, StageArch
 from supernet.utils import device_sync, torch_threads
 
@@ -58,7 +58,8 @@ def layer_keys(space: SearchSpace, arch: Arch) -> list[str]:
     return [
         _key(STEM, resolution=p.resolution, c_out=p.stem_out, stride=space.stem_stride,
              act=space.stem_act),
-        *(_key(BLOCK, **{f: getattr(b, f) for f in _BLOCK_FIELDS}) for b in p.blocks),
+        *(_key(BLOCK, **({} if b.kind == MBCONV else {"skip": b.kind}),
+               **{f: getattr(b, f) for f in _BLOCK_FIELDS}) for b in p.blocks),
         _key(HEAD, hw=hw, c_in=p.last_width, mid=p.head_mid, width=p.head_width,
              classes=p.num_classes, act=space.head_act),
     ]
@@ -79,6 +80,12 @@ def covering_archs(space: SearchSpace, resolutions: Iterable[int] | None = None)
     the stage and the resolution, so each stage is varied at full depth over those alone."""
     base = space.min_arch()
     out: list[Arch] = []
+    if space.layers:  # a layer's input is fixed by the layer before: vary every choice
+        n = space.n_choices()
+        for r, j in product(_resolutions(space, resolutions), range(int(max(n)))):
+            out += [replace(space.decode([min(j, k - 1) for k in n]), resolution=r, stem=s,
+                            head=h) for s, h in product(space.stem_widths, space.head_widths)]
+        return list(dict.fromkeys(out))
     for r in _resolutions(space, resolutions):
         for i, spec in enumerate(space.stages):
             before = space.stem_widths if i == 0 else space.stages[i - 1].widths

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The `nas-train` flags; defaults are TrainConfig's."""
     d = TrainConfig()
     p = _Parser(prog="nas-train", description="Train an elastic supernet as in BigNAS "
-                "(sandwich rule, inplace distillation). Run it under torchrun for DDP.")
+                "(sandwich rule, inplace distillation) or, on a layer-wise space, as in "
+                "SCARLET-NAS (single path, ELS). Run it under torchrun for DDP.")
     a = p.add_argument
     a("--space", default=d.space, help="built-in space name or YAML file (default %(default)s)")
     a("--data", default=d.data, help=f"{DATA_SPECS} (default %(default)s)")
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--threads", type=int, default=d.threads,
       help="torch CPU threads per process (default 0: half the cores, 1 on 2 cores)")
     a("--quiet", action="store_true", help="no progress bar")
+    a("--no-els", dest="els", action="store_false",
+      help="layer-wise spaces: skip choices as pure skips, not ELS (ablation)")
+    a("--fair", action="store_true",
+      help="layer-wise spaces: FairNAS strict fairness (every choice trained each step)")
     return p
 
 

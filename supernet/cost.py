@@ -12,11 +12,15 @@ counter walks stages rather than building a `ChildPlan`, which keeps it well abo
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .plan import conv_out, mid_width, se_width
-from .space import Arch, SearchSpace, StageSpec
+from .space import SKIP, Arch, SearchSpace, op_shape
+
+_op_shape = lru_cache(maxsize=None)(op_shape)  # the counter parses each choice name once
 
 
-def _block(space: SearchSpace, spec: StageSpec, c_in: int, c_out: int, kernel: int,
+def _block(space: SearchSpace, se: bool, c_in: int, c_out: int, kernel: int,
            expand: float, hw: int, stride: int) -> tuple[int, int, int]:
     """(MACs, params, output size) of one MBConv block: [expand] dw [SE] project [sc conv]."""
     mid = mid_width(c_in, expand)
@@ -28,10 +32,10 @@ def _block(space: SearchSpace, spec: StageSpec, c_in: int, c_out: int, kernel: i
     if expand != 1:
         m += hw * hw * c_in * mid
         n += c_in * mid + 2 * mid
-    if spec.se:
-        se = se_width(space, c_in, mid)
-        m += 2 * mid * se
-        n += 2 * mid * se + se + mid
+    if se:
+        sq = se_width(space, c_in, mid)
+        m += 2 * mid * sq
+        n += 2 * mid * sq + sq + mid
     if space.shortcut == "always" and c_in != c_out:  # 1x1 conv in the shortcut
         m += ohw * c_in * c_out
         n += c_in * c_out
@@ -49,12 +53,23 @@ def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
     m = hw * hw * 27 * c  # 3x3 stem conv on RGB
     n = 27 * c + 2 * c
     for spec, st in zip(space.stages, arch.stages):
-        bm, bn, hw = _block(space, spec, c, st.width, st.kernel, st.expand, hw, spec.stride)
+        bm, bn, hw = _block(space, spec.se, c, st.width, st.kernel, st.expand, hw, spec.stride)
         if st.depth > 1:
-            rm, rn, hw = _block(space, spec, st.width, st.width, st.kernel, st.expand, hw, 1)
+            rm, rn, hw = _block(space, spec.se, st.width, st.width, st.kernel, st.expand, hw, 1)
             bm += (st.depth - 1) * rm
             bn += (st.depth - 1) * rn
         m, n, c = m + bm, n + bn, st.width
+    for lspec, op in zip(space.layers, arch.layers):  # layer-wise family
+        if op == SKIP:
+            hw = conv_out(hw, lspec.stride)
+            if space.els:  # 1x1 conv (stride of the layer) + BN; a pure skip is free
+                m += hw * hw * c * lspec.width
+                n += c * lspec.width + 2 * lspec.width
+        else:
+            e, k, se = _op_shape(op)
+            bm, bn, hw = _block(space, se, c, lspec.width, k, e, hw, lspec.stride)
+            m, n = m + bm, n + bn
+        c = lspec.width
     hw, head = hw * hw, arch.head
     if space.head_style == "mbv3":  # 1x1 final expand + BN, pool, 1x1 feature mix (bias-free)
         mid = space.head_expand * c

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .ops import DynamicBatchNorm2d, DynamicConv2d, make_act
-from .plan import BlockPlan
+from .plan import MBCONV, PURE_SKIP, BlockPlan
 
 
 class SqueezeExcite(nn.Module):
@@ -51,7 +51,21 @@ def _bn(dyn: DynamicBatchNorm2d, c: int) -> nn.BatchNorm2d:
     return bn
 
 
-def _block(blk, p: BlockPlan, space) -> MBConv:
+def _skip(blk, p: BlockPlan) -> nn.Module:
+    """A layer-wise skip choice: ELS as conv + BN; a pure skip as pool and zero channels."""
+    if p.kind != PURE_SKIP:
+        return nn.Sequential(_conv(blk.conv, p.c_in, p.c_out), _bn(blk.bn, p.c_out))
+    layers: list[nn.Module] = []
+    if p.stride > 1:
+        layers.append(nn.AvgPool2d(p.stride, p.stride, ceil_mode=True, count_include_pad=False))
+    if p.c_out != p.c_in:  # ZeroPad3d pads the last three dims: (C, H, W) of a batch
+        layers.append(nn.ZeroPad3d((0, 0, 0, 0, 0, p.c_out - p.c_in)))
+    return nn.Sequential(*layers) if layers else nn.Identity()
+
+
+def _block(blk, p: BlockPlan, space) -> nn.Module:
+    if p.kind != MBCONV:
+        return _skip(blk, p)
     layers: list[nn.Module] = []
     if p.has_expand:
         layers += [_conv(blk.expand_conv, p.c_in, p.mid), _bn(blk.expand_bn, p.mid),
@@ -79,7 +93,7 @@ def export_child(net, arch) -> nn.Sequential:
     space, p = net.space, net.plan(arch)
     stem = nn.Sequential(_conv(net.stem_conv, 3, p.stem_out, 3), _bn(net.stem_bn, p.stem_out),
                          make_act(space.stem_act))
-    blocks = nn.Sequential(*(_block(net.stages[b.stage][b.index], b, space) for b in p.blocks))
+    blocks = nn.Sequential(*(_block(net.block(b), b, space) for b in p.blocks))
     if net.mix_conv is not None:
         head = [_conv(net.final_conv, p.last_width, p.head_mid), _bn(net.final_bn, p.head_mid),
                 make_act(space.head_act), nn.AdaptiveAvgPool2d(1),

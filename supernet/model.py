@@ -8,17 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, act_fn
-from .plan import BlockPlan, ChildPlan, child_plan
+from .plan import MBCONV, PURE_SKIP, BlockPlan, ChildPlan, child_plan, conv_out, layer_plan
 from .space import Arch, SearchSpace, load_space
 
 
 class DynamicBlock(nn.Module):
     """Elastic MBConv block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ shortcut)."""
 
-    def __init__(self, space: SearchSpace, mx: BlockPlan, expandable: bool, se: bool,
+    def __init__(self, space: SearchSpace, mx: BlockPlan, k: int, expandable: bool, se: bool,
                  shortcut_conv: bool):
         super().__init__()
-        k = max(space.stages[mx.stage].kernels)
         self.expand_conv = DynamicConv2d(mx.c_in, mx.mid) if expandable else None
         self.expand_bn = DynamicBatchNorm2d(mx.mid) if expandable else None
         self.dw_conv = DynamicConv2d(mx.mid, mx.mid, k, mx.stride, depthwise=True)
@@ -47,6 +46,27 @@ class DynamicBlock(nn.Module):
         return h
 
 
+class SkipChoice(nn.Module):
+    """The skip choice of a layer-wise space. ELS (SCARLET-NAS): a learnable linear map,
+    1x1 conv (with the layer's stride) + BN, no activation, so the proof's Eq. 4 merges it
+    into the next layer's first conv; BN puts its output on the scale of the other choices,
+    whose blocks also end in BN. Without ELS a pure skip: average pool on stride 2, new
+    channels zero (FairNAS-style identity where the shape changes), no weights."""
+
+    def __init__(self, p: BlockPlan):
+        super().__init__()
+        els = p.kind != PURE_SKIP
+        self.conv = DynamicConv2d(p.c_in, p.c_out, 1, p.stride) if els else None
+        self.bn = DynamicBatchNorm2d(p.c_out) if els else None
+
+    def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
+        if self.conv is not None:
+            return self.bn(self.conv(x, p.c_out))
+        if p.stride > 1:
+            x = F.avg_pool2d(x, p.stride, p.stride, ceil_mode=True, count_include_pad=False)
+        return F.pad(x, (0, 0, 0, 0, 0, p.c_out - p.c_in)) if p.c_out != p.c_in else x
+
+
 class ElasticSupernet(nn.Module):
     """Weight-sharing supernet over a `SearchSpace`; `forward(x, arch)` runs one child."""
 
@@ -63,10 +83,15 @@ class ElasticSupernet(nn.Module):
             expandable = any(e != 1 for e in spec.expands)
             first_needs_conv = space.shortcut == "always"
             stages.append(nn.ModuleList(
-                DynamicBlock(space, b, expandable, spec.se, first_needs_conv and b.index == 0)
+                DynamicBlock(space, b, max(spec.kernels), expandable, spec.se,
+                             first_needs_conv and b.index == 0)
                 for b in blocks
             ))
         self.stages = nn.ModuleList(stages)
+        # layer-wise family: per layer one block per choice, no weights shared between them
+        self.layers = nn.ModuleList(nn.ModuleDict(
+            (op, _choice_block(space, p)) for op, p in ops.items())
+            for ops in _layer_plans(space, mx.stem_out))
         if space.head_style == "mbv3":
             self.final_conv = DynamicConv2d(mx.last_width, mx.head_mid)
             self.final_bn = DynamicBatchNorm2d(mx.head_mid)
@@ -91,6 +116,14 @@ class ElasticSupernet(nn.Module):
             for i, blk in enumerate(stage):
                 if i > 0 or self.space.shortcut == "always":
                     nn.init.zeros_(blk.project_bn.weight)
+        for ops in _layer_plans(self.space, max(self.space.stem_widths)):
+            for op, p in ops.items():
+                if p.residual:
+                    nn.init.zeros_(self.layers[p.stage][op].project_bn.weight)
+
+    def block(self, p: BlockPlan) -> nn.Module:
+        """The supernet module that runs block `p` of a child."""
+        return self.layers[p.stage][p.op] if p.op else self.stages[p.stage][p.index]
 
     def plan(self, arch: Arch) -> ChildPlan:
         """The resolved layer shapes of `arch` (validated once, then cached)."""
@@ -105,7 +138,7 @@ class ElasticSupernet(nn.Module):
         p = self.plan(arch)
         x = act_fn(self.space.stem_act)(self.stem_bn(self.stem_conv(x, p.stem_out)))
         for b in p.blocks:
-            x = self.stages[b.stage][b.index](x, b)
+            x = self.block(b)(x, b)
         act = act_fn(self.space.head_act)
         if self.mix_conv is not None:
             x = act(self.final_bn(self.final_conv(x, p.head_mid)))
@@ -127,3 +160,20 @@ class ElasticSupernet(nn.Module):
         from .export import export_child
 
         return export_child(self, arch)
+
+
+def _layer_plans(space: SearchSpace, c: int) -> list[dict[str, BlockPlan]]:
+    """Per layer of a layer-wise space, the plan of each choice (input width `c` first);
+    the spatial size is nominal (a block's weights do not depend on it)."""
+    out, hw = [], max(space.resolutions)
+    for i, spec in enumerate(space.layers):
+        out.append({op: layer_plan(space, i, op, c, hw) for op in spec.ops})
+        c, hw = spec.width, conv_out(hw, spec.stride)
+    return out
+
+
+def _choice_block(space: SearchSpace, p: BlockPlan) -> nn.Module:
+    """The module of one layer-wise choice: an MBConv block sized for it, or a skip."""
+    if p.kind != MBCONV:
+        return SkipChoice(p)
+    return DynamicBlock(space, p, p.kernel, p.has_expand, bool(p.se), False)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .space import Arch, SearchSpace, make_divisible
+from .space import SKIP, Arch, SearchSpace, make_divisible, op_shape
+
+MBCONV, ELS, PURE_SKIP = "mbconv", "els", "skip"  # kinds of block
 
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """One MBConv block of a child with every width resolved."""
+    """One block of a child with every width resolved: an MBConv block, or (layer-wise) a
+    skip choice, as ELS (1x1 conv + BN, `mid` == `c_in`) or a pure skip (no weights)."""
 
-    stage: int
-    index: int  # block index within the stage
+    stage: int  # stage index; layer-wise: layer index
+    index: int  # block index within the stage (layer-wise: 0)
     c_in: int
     mid: int  # expanded width (== c_in when there is no expansion conv)
     c_out: int
@@ -27,6 +30,8 @@ class BlockPlan:
     shortcut_conv: bool  # 1x1 conv in the shortcut (channels differ, "always" style)
     in_hw: int
     out_hw: int
+    kind: str = MBCONV
+    op: str = ""  # layer-wise: the choice name, e.g. "e6k7se" or "skip"; stage-wise: ""
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,40 @@ def se_width(space: SearchSpace, c_in: int, mid: int) -> int:
     return max(1, int(src * space.se_ratio))
 
 
+def layer_plan(space: SearchSpace, i: int, op: str, c_in: int, hw: int) -> BlockPlan:
+    """Layer `i` of a layer-wise space with choice `op`, on a `c_in` x `hw` x `hw` input.
+
+    Blocks follow MobileNetV2: a residual where stride 1 and widths agree. A skip choice
+    never adds a residual of its own; it replaces the block (ELS, or a pure skip that
+    average-pools on stride 2 and zero-pads new channels).
+    """
+    spec = space.layers[i]
+    out_hw = conv_out(hw, spec.stride)
+    if op == SKIP:
+        return BlockPlan(stage=i, index=0, c_in=c_in, mid=c_in, c_out=spec.width, kernel=1,
+                         stride=spec.stride, has_expand=False, se=0, act=spec.act,
+                         residual=False, shortcut_pool=False, shortcut_conv=False,
+                         in_hw=hw, out_hw=out_hw, kind=ELS if space.els else PURE_SKIP,
+                         op=op)
+    expand, kernel, se = op_shape(op)
+    mid = mid_width(c_in, expand)
+    return BlockPlan(stage=i, index=0, c_in=c_in, mid=mid, c_out=spec.width, kernel=kernel,
+                     stride=spec.stride, has_expand=expand != 1,
+                     se=se_width(space, c_in, mid) if se else 0, act=spec.act,
+                     residual=spec.stride == 1 and c_in == spec.width,
+                     shortcut_pool=False, shortcut_conv=False, in_hw=hw, out_hw=out_hw,
+                     op=op)
+
+
 def child_plan(space: SearchSpace, arch: Arch) -> ChildPlan:
     """Resolve `arch` (assumed valid for `space`) into layer shapes."""
     hw = conv_out(arch.resolution, space.stem_stride)
     stem_hw = hw
     c = arch.stem
     blocks = []
+    for li, op in enumerate(arch.layers):  # layer-wise family
+        blocks.append(layer_plan(space, li, op, c, hw))
+        c, hw = blocks[-1].c_out, blocks[-1].out_hw
     for si, (spec, st) in enumerate(zip(space.stages, arch.stages)):
         for bi in range(st.depth):
             stride = spec.stride if bi == 0 else 1

@@ -1,7 +1,12 @@
 """Search spaces and child architectures: the one vocabulary of the toolkit.
 
-A `SearchSpace` lists the choices (resolutions, stem, stages, head); an `Arch` is one
-child, frozen and hashable, with a string form, a dict form and an integer encoding.
+A `SearchSpace` lists the choices (resolutions, stem, stages or layers, head); an `Arch`
+is one child, frozen and hashable, with a string form, a dict form and an integer encoding.
+
+Two families share it. Stage-wise (BigNAS): per stage a width, depth, kernel and expand
+ratio, weights sliced from the largest. Layer-wise (SCARLET-NAS, FairNAS): per layer one
+named block, `e<expand>k<kernel>[se]` or `skip`; each choice owns its weights, and a skip
+is a learnable 1x1 conv + BN (ELS) unless the space says `els: false`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,25 @@ SHORTCUTS = ("identity", "always")  # identity: residual only where shapes agree
 HEADS = ("mbv2", "mbv3")
 SE_SOURCES = ("input", "mid")
 GATES = ("sigmoid", "hsigmoid")
+FAMILIES = ("stagewise", "layerwise")
+SKIP = "skip"  # the layer-wise skip choice: ELS (1x1 conv + BN) or a pure skip
+_OP_RE = re.compile(r"^e(\d+(?:\.\d+)?)k(\d+)(se)?$")
+OP_FORMS = "'e<expand>k<kernel>' (an inverted bottleneck), 'e<expand>k<kernel>se' or 'skip'"
+
+
+def op_shape(op: str) -> tuple[float, int, bool]:
+    """(expand, kernel, se) of a layer-wise block choice such as `e6k7se`; ValueError for
+    `skip` or a malformed name."""
+    m = _OP_RE.match(str(op))
+    if not m:
+        raise ValueError(f"layer choice: {op!r} is malformed; expected {OP_FORMS}")
+    return _num(float(m.group(1))), int(m.group(2)), bool(m.group(3))
+
+
+def op_order(op: str) -> tuple[float, int, bool]:
+    """Sort key of a layer choice from cheapest to most costly: skip, then by expand ratio,
+    kernel, SE (the order of MACs within a layer)."""
+    return (0, 0, False) if op == SKIP else op_shape(op)
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -47,16 +71,19 @@ class StageArch:
 
 @dataclass(frozen=True)
 class Arch:
-    """One child model: resolution, stem width, per-stage choices, head width."""
+    """One child model: resolution, stem width, per-stage choices (stage-wise family) or
+    per-layer choice names (layer-wise family; `stages` is then empty), head width."""
 
     resolution: int
     stem: int
     stages: tuple[StageArch, ...]
     head: int
+    layers: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         body = "-".join(
-            f"w{s.width}d{s.depth}k{s.kernel}e{_fmt(s.expand)}" for s in self.stages
+            [f"w{s.width}d{s.depth}k{s.kernel}e{_fmt(s.expand)}" for s in self.stages]
+            + list(self.layers)
         )
         return f"r{self.resolution}-s{self.stem}-{body}-h{self.head}"
 
@@ -64,15 +91,20 @@ class Arch:
 
     @classmethod
     def parse(cls, text: str) -> "Arch":
-        """Parse the short string form, e.g. `r32-s16-w16d1k3e1-...-h128`."""
+        """Parse the short string form: `r32-s16-w16d1k3e1-...-h128` (stage-wise) or
+        `r32-s16-e1k3-e6k7-skip-...-h256` (layer-wise)."""
         parts = str(text).strip().split("-")
         if len(parts) < 4 or not re.fullmatch(r"r\d+", parts[0]) or not re.fullmatch(
             r"s\d+", parts[1]
         ) or not re.fullmatch(r"h\d+", parts[-1]):
             raise ValueError(
                 f"arch string: {text!r} is malformed; expected "
-                "'r<res>-s<stem>-w<width>d<depth>k<kernel>e<expand>-...-h<head>'"
+                "'r<res>-s<stem>-w<width>d<depth>k<kernel>e<expand>-...-h<head>' or, "
+                f"layer-wise, 'r<res>-s<stem>-<choice>-...-h<head>' with each choice {OP_FORMS}"
             )
+        if all(p == SKIP or _OP_RE.match(p) for p in parts[2:-1]):
+            layers = tuple(p if p == SKIP else _op_name(*op_shape(p)) for p in parts[2:-1])
+            return cls(int(parts[0][1:]), int(parts[1][1:]), (), int(parts[-1][1:]), layers)
         stages = []
         for i, p in enumerate(parts[2:-1]):
             m = cls._STAGE_RE.match(p)
@@ -88,7 +120,11 @@ class Arch:
         return cls(int(parts[0][1:]), int(parts[1][1:]), tuple(stages), int(parts[-1][1:]))
 
     def to_dict(self) -> dict[str, Any]:
-        """The dict form: resolution, stem, stages (width/depth/kernel/expand), head."""
+        """The dict form: resolution, stem, stages (width/depth/kernel/expand), head; a
+        layer-wise child has `layers` (choice names) in place of `stages`."""
+        if self.layers:
+            return {"resolution": self.resolution, "stem": self.stem,
+                    "layers": list(self.layers), "head": self.head}
         return {
             "resolution": self.resolution,
             "stem": self.stem,
@@ -105,6 +141,11 @@ def _num(x: float) -> float:
     return int(x) if float(x).is_integer() else float(x)
 
 
+def _op_name(expand: float, kernel: int, se: bool) -> str:
+    """The canonical name of a block choice (`e6k7`, `e3k5se`)."""
+    return f"e{_fmt(expand)}k{kernel}" + ("se" if se else "")
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """The choices of one stage and its fixed properties."""
@@ -119,8 +160,19 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a layer-wise space: its output width, stride, and block choices."""
+
+    width: int
+    stride: int
+    ops: tuple[str, ...]
+    act: str = "relu"
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """All choices of an elastic MobileNet-style supernet, plus its fixed block options."""
+    """All choices of a MobileNet-style supernet, plus its fixed block options: stage-wise
+    (`stages`, elastic) or layer-wise (`layers`, one block per choice; `stages` empty)."""
 
     name: str
     resolutions: tuple[int, ...]
@@ -141,6 +193,8 @@ class SearchSpace:
     se_divisible: bool = False  # round the squeeze width with make_divisible (AttentiveNAS)
     dropout: float = 0.2
     zero_init_residual_bn: bool = True
+    layers: tuple[LayerSpec, ...] = ()  # layer-wise family only
+    els: bool = True  # layer-wise: skip = 1x1 conv + BN (ELS); False: a pure skip
     # Images are prepared (cropped) at this resolution, then resized to each child's
     # (BigNAS supplement C: 224 on ImageNet); 0 means the largest resolution.
     base_resolution: int = 0
@@ -150,6 +204,11 @@ class SearchSpace:
         if not self.base_resolution:
             object.__setattr__(self, "base_resolution", max(self.resolutions))
 
+    @property
+    def family(self) -> str:
+        """'layerwise' (SCARLET-NAS: a block choice per layer) or 'stagewise' (BigNAS)."""
+        return "layerwise" if self.layers else "stagewise"
+
     # ---- choices -------------------------------------------------------------
     def choices(self) -> list[tuple[str, tuple]]:
         """(gene name, allowed values) in encoding order."""
@@ -157,6 +216,8 @@ class SearchSpace:
             ("resolution", self.resolutions),
             ("stem", self.stem_widths),
         ]
+        for i, spec in enumerate(self.layers):
+            out.append((f"layer {i}", spec.ops))
         for i, s in enumerate(self.stages):
             out += [
                 (f"stage {i} width", s.widths),
@@ -175,6 +236,22 @@ class SearchSpace:
         """Number of distinct children (every gene changes the network)."""
         return int(np.prod([len(c) for _, c in self.choices()], dtype=object))
 
+    def gene_levels(self) -> list[tuple[str, list[int]]]:
+        """Genes grouped for hierarchical mutation: ('global', [resolution, stem, head]),
+        then one group per stage; layer-wise, a stage is a run of layers between width or
+        stride changes (MobileNetV2's stages), its genes one per layer."""
+        names = [name for name, _ in self.choices()]
+        out = [("global", [names.index("resolution"), names.index("stem"),
+                           names.index("head")])]
+        for i in range(len(self.stages)):
+            out.append((f"stage {i}", [names.index(f"stage {i} {g}")
+                                       for g in ("width", "depth", "kernel", "expand")]))
+        for i, spec in enumerate(self.layers):
+            if i == 0 or spec.stride > 1 or spec.width != self.layers[i - 1].width:
+                out.append((f"stage {len(out) - 1}", []))
+            out[-1][1].append(names.index(f"layer {i}"))
+        return out
+
     # ---- children ------------------------------------------------------------
     def decode(self, vector: Sequence[int]) -> Arch:
         """Arch from an integer vector of choice indices."""
@@ -191,6 +268,8 @@ class SearchSpace:
                     f"encoding {name}: index {v} out of range; allowed 0..{len(opts) - 1}"
                 )
             vals.append(opts[v])
+        if self.layers:
+            return Arch(vals[0], vals[1], (), vals[-1], tuple(vals[2:-1]))
         stages = tuple(
             StageArch(vals[2 + 4 * i], vals[3 + 4 * i], vals[4 + 4 * i], _num(vals[5 + 4 * i]))
             for i in range(len(self.stages))
@@ -206,6 +285,8 @@ class SearchSpace:
         )
 
     def _values(self, arch: Arch) -> list:
+        if self.layers:
+            return [arch.resolution, arch.stem, *arch.layers, arch.head]
         vals: list = [arch.resolution, arch.stem]
         for s in arch.stages:
             vals += [s.width, s.depth, s.kernel, s.expand]
@@ -215,7 +296,16 @@ class SearchSpace:
         """Raise ValueError naming the field, the bad value and the allowed values."""
         if not isinstance(arch, Arch):
             raise ValueError(f"arch: expected an Arch, got {type(arch).__name__}")
-        if len(arch.stages) != len(self.stages):
+        if self.layers or arch.layers:
+            if not self.layers or arch.stages:
+                mine, other = ("layer-wise", "stage-wise") if arch.layers else \
+                    ("stage-wise", "layer-wise")
+                raise ValueError(f"arch: {arch} is {mine}, space {self.name!r} is {other}")
+            if len(arch.layers) != len(self.layers):
+                raise ValueError(
+                    f"layers: {len(arch.layers)} given, space {self.name!r} has "
+                    f"{len(self.layers)}; layer choices {self._layer_summary()}")
+        elif len(arch.stages) != len(self.stages):
             raise ValueError(
                 f"stages: {len(arch.stages)} given, space {self.name!r} has {len(self.stages)}"
             )
@@ -226,8 +316,28 @@ class SearchSpace:
                 )
         return arch
 
+    def _layer_summary(self) -> str:
+        """The allowed choices of each layer, runs of equal layers folded: for messages."""
+        runs: list[list] = []
+        for i, spec in enumerate(self.layers):
+            if runs and runs[-1][2] == spec.ops:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, spec.ops])
+        return "; ".join(f"{a}" + (f"-{b}" if b > a else "") + f": {list(ops)}"
+                         for a, b, ops in runs)
+
     def arch_from_dict(self, d: dict) -> Arch:
         """Arch from the dict form (see `Arch.to_dict`), validated."""
+        if isinstance(d, dict) and "layers" in d:
+            try:
+                arch = Arch(int(d["resolution"]), int(d["stem"]), (), int(d["head"]),
+                            tuple(str(x) for x in d["layers"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(
+                    f"arch dict: malformed ({e!r}); expected keys resolution, stem, head and "
+                    "layers: [choice, ...]") from None
+            return self.validate(arch)
         try:
             stages = tuple(
                 StageArch(int(s["width"]), int(s["depth"]), int(s["kernel"]),
@@ -247,12 +357,23 @@ class SearchSpace:
         return self.validate(Arch.parse(text))
 
     def min_arch(self) -> Arch:
-        """The smallest child: the first choice of every gene at the lowest resolution."""
+        """The smallest child: the first choice of every gene at the lowest resolution
+        (layer-wise: the cheapest choice of every layer, skip where allowed)."""
+        if self.layers:
+            return self._extreme(min)
         return self.decode([0] * len(self.choices()))
 
     def max_arch(self) -> Arch:
-        """The largest child: the last choice of every gene."""
+        """The largest child: the last choice of every gene (layer-wise: the costliest
+        choice of every layer, e.g. e6k7)."""
+        if self.layers:
+            return self._extreme(max)
         return self.decode(self.n_choices() - 1)
+
+    def _extreme(self, pick) -> Arch:
+        ends = 0 if pick is min else -1
+        return Arch(self.resolutions[ends], self.stem_widths[ends], (), self.head_widths[ends],
+                    tuple(pick(s.ops, key=op_order) for s in self.layers))
 
     def sample(self, rng: np.random.Generator) -> Arch:
         """A uniformly random child."""
@@ -260,6 +381,24 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML/JSON/checkpoint friendly) that `space_from_dict` reads back."""
+        if self.layers:
+            return {
+                "name": self.name, "family": "layerwise",
+                "resolutions": list(self.resolutions),
+                "base_resolution": self.base_resolution,
+                "stem": {"widths": list(self.stem_widths), "stride": self.stem_stride,
+                         "act": self.stem_act},
+                "layers": [{"width": s.width, "stride": s.stride, "ops": list(s.ops),
+                            "act": s.act} for s in self.layers],
+                "head": {"widths": list(self.head_widths), "style": self.head_style,
+                         "expand": self.head_expand, "act": self.head_act,
+                         "dropout": self.dropout},
+                "num_classes": self.num_classes,
+                "block": {"els": self.els, "se_source": self.se_source,
+                          "se_ratio": self.se_ratio, "se_act": self.se_act,
+                          "se_gate": self.se_gate, "se_divisible": self.se_divisible,
+                          "zero_init_residual_bn": self.zero_init_residual_bn},
+            }
         d: dict[str, Any] = {
             "name": self.name,
             "resolutions": list(self.resolutions),
@@ -318,14 +457,23 @@ def space_from_dict(d: dict) -> SearchSpace:
     """Build and check a SearchSpace from its dict (YAML) form."""
     if not isinstance(d, dict):
         raise ValueError(f"space: expected a mapping, got {type(d).__name__}")
-    for key in ("resolutions", "stem", "stages", "head", "num_classes"):
+    family = d.get("family", "layerwise" if "layers" in d else "stagewise")
+    _choice(family, FAMILIES, "family")
+    body = "layers" if family == "layerwise" else "stages"
+    for key in ("resolutions", "stem", body, "head", "num_classes"):
         if key not in d:
             raise ValueError(f"space: missing field {key!r}")
     stem, head, block = d["stem"], d["head"], d.get("block", {}) or {}
-    if not isinstance(d["stages"], list) or not d["stages"]:
-        raise ValueError("space stages: expected a non-empty list of stages")
-    stages = []
-    for i, s in enumerate(d["stages"]):
+    if not isinstance(d[body], list) or not d[body]:
+        raise ValueError(f"space {body}: expected a non-empty list of {body}")
+    stages, layers = [], []
+    if family == "layerwise":
+        layers = _layers(d, stem, bool(block.get("els", True)))
+        if block.get("shortcut", "identity") != "identity":
+            raise ValueError("space block.shortcut: a layer-wise space has MobileNetV2 "
+                             "residuals only ('identity'), not "
+                             f"{block.get('shortcut')!r}")
+    for i, s in enumerate(d.get("stages", []) if family == "stagewise" else []):
         where = f"stages[{i}]"
         if not isinstance(s, dict):
             raise ValueError(f"space {where}: expected a mapping")
@@ -361,7 +509,57 @@ def space_from_dict(d: dict) -> SearchSpace:
         se_gate=_choice(block.get("se_gate", "sigmoid"), GATES, "block.se_gate"),
         se_divisible=bool(block.get("se_divisible", False)),
         zero_init_residual_bn=bool(block.get("zero_init_residual_bn", True)),
+        layers=tuple(layers),
+        els=bool(block.get("els", True)),
     )
+
+
+def _layers(d: dict, stem: dict, els: bool) -> list[LayerSpec]:
+    """The checked layers of a layer-wise space; `ops` at the top is every layer's default."""
+    default = d.get("ops")
+    if d.get("stages"):
+        raise ValueError("space: a layer-wise space has `layers`, not `stages`")
+    c = max(_tuple(stem, "widths", "stem"))
+    out = []
+    for i, s in enumerate(d["layers"]):
+        where = f"layers[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"space {where}: expected a mapping")
+        ops = s.get("ops", default)
+        if not isinstance(ops, list) or not ops:
+            raise ValueError(f"space {where}.ops: expected a non-empty list of choices "
+                             f"({OP_FORMS}), here or as the space's `ops`")
+        names = []
+        for op in ops:
+            if str(op) != SKIP:
+                e, k, se = op_shape(str(op))
+                if k % 2 == 0 or e <= 0:
+                    raise ValueError(f"space {where}.ops: {op!r} needs an odd kernel and a "
+                                     "positive expand ratio")
+                op = _op_name(e, k, se)
+            if op in names:
+                raise ValueError(f"space {where}.ops: {op!r} is listed twice")
+            names.append(str(op))
+        spec = LayerSpec(width=_tuple(s, "width", where)[0], stride=int(s.get("stride", 1)),
+                         ops=tuple(names),
+                         act=_choice(s.get("act", "relu"), ACTIVATIONS, f"{where}.act"))
+        if SKIP in spec.ops and not els and spec.width < c:
+            raise ValueError(f"space {where}: a pure skip (els: false) cannot narrow "
+                             f"{c} to {spec.width} channels; use ELS or drop 'skip' here")
+        out.append(spec)
+        c = spec.width
+    return out
+
+
+def with_els(space: SearchSpace, els: bool) -> SearchSpace:
+    """`space` with its layer-wise skip choices as ELS (True) or pure skips (False)."""
+    if space.els == els:
+        return space
+    if space.family != "layerwise":
+        raise ValueError(f"els: a pure skip (--no-els) needs a layer-wise space; "
+                         f"{space.name!r} is stage-wise")
+    return space_from_dict({**space.to_dict(), "block": {**space.to_dict()["block"],
+                                                         "els": els}})
 
 
 def builtin_spaces() -> list[str]:

@@ -40,6 +40,7 @@ from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
 from .recipes import RECIPE_FIELDS, RECIPES, recipe_values
+from .single_path import single_path_children, single_path_step, training_space
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
@@ -101,6 +102,9 @@ class TrainConfig:
     # 1.5x faster on 2 idle cores but 5-10x slower on 2 cores shared with other jobs
     threads: int = 0
     quiet: bool = False  # no progress bar
+    # layer-wise spaces (SCARLET-NAS) train single-path, not by the sandwich rule:
+    els: bool = True  # skip choices as ELS (1x1 conv + BN); False: pure skips (ablation)
+    fair: bool = False  # FairNAS strict fairness: every choice of every layer each step
 
 
 def with_recipe(cfg: TrainConfig) -> TrainConfig:
@@ -304,7 +308,8 @@ def _previous(path: Path, cfg: TrainConfig, space: SearchSpace) -> dict | None:
     if not path.exists():
         return None
     ck = read_checkpoint(path)
-    old, new = ck.get("recipe", {}), _recipe(cfg)
+    # a field newer than the checkpoint counts at its default (the behaviour it had then)
+    old, new = {**_recipe(with_recipe(TrainConfig())), **ck.get("recipe", {})}, _recipe(cfg)
     diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
     if space_from_dict(ck["space"]) != space:
         diff.insert(0, f"space {ck['space'].get('name')!r} -> {space.name!r}")
@@ -356,7 +361,7 @@ def train(cfg: TrainConfig) -> Path:
     path of the final checkpoint `<out>/supernet.pt`."""
     check_config(cfg)
     cfg = resolved(cfg)
-    space = load_space(cfg.space)
+    space = training_space(load_space(cfg.space), cfg.els, cfg.fair)
     # The split follows the seed too; the checkpoint stores both, so an evaluator can
     # rebuild the same held-out val split. Folders are only indexed here (streamed).
     data = load_data(cfg.data, space.base_resolution, cfg.seed)
@@ -424,11 +429,16 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         sums = torch.zeros(3, dtype=torch.float64, device=d.device)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps + i
-            children = sandwich_children(space, cfg.seed, step, cfg.num_random,
-                                         cfg.res_sampling == "paired")
+            if space.family == "layerwise":  # SCARLET-NAS: single path, labels only
+                children = single_path_children(space, cfg.seed, step, cfg.fair)
+                step_fn = single_path_step
+            else:
+                children = sandwich_children(space, cfg.seed, step, cfg.num_random,
+                                             cfg.res_sampling == "paired")
+                step_fn = sandwich_step
             torch.manual_seed(_seed(cfg.seed, step, d.rank))  # dropout masks, resumable
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            loss, kd = sandwich_step(model, opt, x, y, children, cfg, dropout)
+            loss, kd = step_fn(model, opt, x, y, children, cfg, dropout)
             sched.step()
             short = cfg.batch_size // d.world - len(y)  # unreadable images skipped
             sums += torch.stack([loss.double(), kd.double(),

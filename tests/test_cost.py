@@ -19,7 +19,8 @@ with warnings.catch_warnings():  # fvcore scripts helpers at import: torch depre
     warnings.simplefilter("ignore", DeprecationWarning)
     from fvcore.nn import FlopCountAnalysis
 
-SPACES = builtin_spaces()
+# stage-wise spaces; the layer-wise family (scarlet-*) has its own tests: test_layerwise.py
+SPACES = [n for n in builtin_spaces() if load_space(n).family == "stagewise"]
 N_RANDOM = 30  # plus min and max: 32 children per space
 # fvcore operator groups that are multiply-accumulates; BN, pooling etc. are not counted.
 MAC_OPS = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}

@@ -21,7 +21,8 @@ from supernet.space import (
     make_divisible,
 )
 
-SPACES = builtin_spaces()
+# stage-wise spaces; the layer-wise family (scarlet-*) has its own tests: test_layerwise.py
+SPACES = [n for n in builtin_spaces() if load_space(n).family == "stagewise"]
 
 
 def children(space: SearchSpace, n: int = 30, seed: int = 0) -> list[Arch]:

@@ -18,7 +18,8 @@ from supernet.space import Arch, SearchSpace, builtin_spaces
 
 TOL = 1e-5  # max abs difference allowed between a child in the supernet and exported
 
-SPACES = builtin_spaces()
+# stage-wise spaces; the layer-wise family (scarlet-*) has its own tests: test_layerwise.py
+SPACES = [n for n in builtin_spaces() if load_space(n).family == "stagewise"]
 # Plans are computed at arch.resolution, but the networks are size-agnostic convnets, so the
 # ImageNet spaces run at 64 px here to keep the file fast; tiny runs at each child's size.
 TEST_PX = {"attentive-mbv3": 64, "bignas-mbv2": 64}

@@ -158,6 +158,10 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     o = options or Options()
     rng = np.random.default_rng(session.seed)
     problem = session.problem
+    if problem.space.family != "stagewise":
+        raise ValueError(f"strategy coarse2fine: its grid is over stage-wise depth, width and "
+                         f"kernel; space {problem.space.name!r} is {problem.space.family} "
+                         "(use nsga2, random or assisted)")
     targets: list[float | None] = list(problem.targets) or [None]
     loosest = None if None in targets else max(targets)
     grid = [a for a in coarse_grid(problem.space, o.resolutions, o.depths, o.widths, o.kernels)

@@ -61,13 +61,14 @@ _CELL = re.compile(r"^(\w+ \d+)\b")
 
 
 def gene_layout(space) -> GeneLayout:
-    """The layout of `space`: its own `gene_cells()` (a list of (name, gene indices)) when
-    it defines one; otherwise from the gene names of `space.choices()`, where a name that
+    """The layout of `space`: its own `gene_levels()` (a list of (name, gene indices): the
+    global choices, then each stage, or each run of layers, of `SearchSpace`) when it
+    defines one; otherwise from the gene names of `space.choices()`, where a name that
     starts '<word> <integer>' ('stage 2 width', 'layer 7') belongs to that cell and any
     other name (resolution, stem, head) to the cell 'global'."""
     n = tuple(int(k) for k in space.n_choices())
-    if hasattr(space, "gene_cells"):
-        named = list(space.gene_cells())
+    if hasattr(space, "gene_levels"):
+        named = list(space.gene_levels())
     else:
         cells: dict[str, list[int]] = {}
         for g, (name, _) in enumerate(space.choices()):
