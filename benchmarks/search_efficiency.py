@@ -172,6 +172,9 @@ def main() -> None:
                         "rbf when the evaluator itself is an mlp: never the evaluator's own "
                         "model family, which would fit it exactly)")
     p.add_argument("--assisted-budget", type=int, default=120)
+    p.add_argument("--small-pop", type=int, default=24,
+                   help="an extra nsga2 row with this population (0: none); Table 1's 70 "
+                        "spends 2 x 70 uniform evaluations on P0 and Q0 first")
     p.add_argument("--pool-minutes", type=float, default=float("inf"),
                    help="stop scoring the pool after this long (the rest later, cached)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -206,8 +209,10 @@ def main() -> None:
     pool = [space.parse(a) for a in rows["arch"]]
     top1 = rows["top1"].to_numpy(float)
     print(f"pool: {len(pool)} children scored by the supernet; top-1 "
-          f"{100 * top1.min():.2f}..{100 * top1.max():.2f}% (median {100 * np.median(top1):.2f})",
-          flush=True)
+          f"{100 * top1.min():.2f}..{100 * top1.max():.2f}% (median {100 * np.median(top1):.2f}, "
+          f"std {100 * top1.std():.2f} points)", flush=True)
+    print(f"  the noise floor's spread is {np.ptp(floor) / top1.std():.1f} x the pool's std: "
+          "most children differ by less than the calibration subset moves one", flush=True)
     name, model, tau, rmse = fit_surrogate(space, pool, top1, args.predictors.split(","))
     print(f"surrogate: {name} fit on {int(0.8 * len(pool))} real evaluations; held-out "
           f"({len(pool) - int(0.8 * len(pool))}) Kendall tau {tau:.3f}, RMSE "
@@ -233,27 +238,30 @@ def main() -> None:
         inner = "rbf" if name == "mlp" else "mlp"
     print(f"assisted strategy: its own surrogate {inner}, {args.assisted_budget} real "
           "evaluations per run", flush=True)
-    plans = {"random": (1000, {}), "nsga2": (1000, {}),
-             "assisted": (args.assisted_budget, {"predictor": inner,
-                                                 "folds": 0, "generations": 10}),
-             "coarse2fine": (300, {})}
+    # label -> (strategy, budget, options)
+    plans = {"random": ("random", 1000, {}), "nsga2": ("nsga2", 1000, {}),
+             "assisted": ("assisted", args.assisted_budget,
+                          {"predictor": inner, "folds": 0, "generations": 10}),
+             "coarse2fine": ("coarse2fine", 300, {})}
+    if args.small_pop:
+        plans[f"nsga2-pop{args.small_pop}"] = ("nsga2", 1000, {"pop_size": args.small_pop})
     curves: dict[str, list[np.ndarray]] = {}
     tables: dict[str, list[pd.DataFrame]] = {}
     t0 = time.perf_counter()
-    for name_, (budget, options) in plans.items():
+    for name_, (strategy, budget, options) in plans.items():
         for seed in range(args.seeds):
-            table, curve = run_one(problem, evaluator, name_, budget, seed, options)
+            table, curve = run_one(problem, evaluator, strategy, budget, seed, options)
             curves.setdefault(name_, []).append(curve)
             tables.setdefault(name_, []).append(table)
-        print(f"  {name_:<12} {args.seeds} seeds x {budget} evaluations "
+        print(f"  {name_:<13} {args.seeds} seeds x {budget} evaluations "
               f"({time.perf_counter() - t0:.0f} s so far)", file=sys.stderr, flush=True)
 
     target = float(np.median([c[min(len(c), 1000 // STEP) - 1] for c in curves["random"]]))
     print(f"\nhypervolume of random search at 1000 evaluations (median of {args.seeds} "
           f"seeds): {target:.4f}")
-    print(f"{'strategy':<12} {'budget':>6} {'HV@100':>7} {'HV@300':>7} {'HV@1000':>8} "
+    print(f"{'strategy':<13} {'budget':>6} {'HV@100':>7} {'HV@300':>7} {'HV@1000':>8} "
           f"{'evals to random@1000 (median; per seed)':<40}")
-    for name_, (budget, _) in plans.items():
+    for name_, (_, budget, _) in plans.items():
         cs = curves[name_]
 
         def at(n, cs=cs):
@@ -262,7 +270,7 @@ def main() -> None:
 
         reach = [first_reach(c, target) for c in cs]
         per_seed = " ".join("-" if not np.isfinite(r) else f"{r:.0f}" for r in reach)
-        print(f"{name_:<12} {budget:>6} {at(100):>7} {at(300):>7} {at(1000):>8} "
+        print(f"{name_:<13} {budget:>6} {at(100):>7} {at(300):>7} {at(1000):>8} "
               f"{_fmt_evals(reach):>6}; {per_seed}")
 
     every = [t for ts in tables.values() for t in ts]
