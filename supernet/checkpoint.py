@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +9,11 @@ import torch
 
 from .model import ElasticSupernet
 from .space import SearchSpace, load_space, space_from_dict
+from .utils import atomic_torch_save
+
+__all__ = ["atomic_torch_save", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "nas-supernet/1"
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, net: ElasticSupernet, **extra: Any) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +41,7 @@ from .model import ElasticSupernet
 from .recipes import RECIPE_FIELDS, RECIPES, recipe_values
 from .single_path import single_path_children, single_path_step, training_space
 from .space import Arch, SearchSpace, load_space, space_from_dict
+from .utils import atomic_write
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
            "make_optimizer", "make_scheduler", "param_groups", "resolved", "sandwich_children",
@@ -322,12 +322,12 @@ def _previous(path: Path, cfg: TrainConfig, space: SearchSpace) -> dict | None:
 def _write_log(path: Path, rows: list[dict]) -> None:
     """Write log.csv atomically from the whole history (kept in the checkpoint), so a
     resumed run's log never holds an epoch twice."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    def write(f) -> None:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(path, write)
 
 
 def _on(loader, device: torch.device, channels_last: bool):
