@@ -12,6 +12,8 @@ import sys
 
 from .checkpoint import read_checkpoint
 from .data import DATA_SPECS
+from .distill import KD_LOSSES
+from .sampling import SAMPLINGS
 from .train import SCHEDULES, TrainConfig, train
 
 
@@ -59,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     a("--threads", type=int, default=d.threads,
       help="torch CPU threads per process (default 0: half the cores, 1 on 2 cores)")
     a("--quiet", action="store_true", help="no progress bar")
+    # options that narrow the gap between sliced children and stand-alone twins
+    a("--kd", choices=KD_LOSSES, default=d.kd, help="distillation loss: ce to the soft "
+      "labels (BigNAS) or AlphaNet's adaptive alpha-divergence (default %(default)s)")
+    a("--teacher-epochs", type=float, default=d.teacher_epochs,
+      help="first epochs in which only the largest child trains (default %(default)s)")
+    a("--sampling", choices=SAMPLINGS, default=d.sampling,
+      help="random children: uniform, or AttentiveNAS's best-up / worst-up of "
+      "--candidates ranked by their loss on the batch (default %(default)s)")
+    a("--candidates", type=int, default=d.candidates,
+      help="candidates per random child for best-up / worst-up (default %(default)s)")
+    a("--floor-at", type=float, default=d.floor_at,
+      help="share of the run after warm-up at which the exp schedule reaches its 5%% "
+      "floor (default %(default).3g; 1: decay over the whole run)")
     return p
 
 

@@ -36,9 +36,11 @@ from tqdm import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataSet, batches, calib_batches, load_data, resize
+from .distill import KD_LOSSES, distill_loss
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
+from .sampling import SAMPLINGS, attentive_candidates, pick, warmup_children
 from .space import Arch, SearchSpace, load_space, space_from_dict
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
@@ -87,6 +89,13 @@ class TrainConfig:
     # 1.5x faster on 2 idle cores but 5-10x slower on 2 cores shared with other jobs
     threads: int = 0
     quiet: bool = False  # no progress bar
+    # Options that close the gap between sliced children and their stand-alone twins
+    # (benchmarks/cifar_quality.py measures each; README "How close are the children")
+    kd: str = "ce"  # distillation: "ce" to the soft labels (BigNAS), "alpha" (AlphaNet)
+    teacher_epochs: float = 0.0  # first epochs in which only the largest child trains
+    sampling: str = "uniform"  # random children: "uniform", "best-up", "worst-up"
+    candidates: int = 3  # children ranked per random slot by best-up / worst-up
+    floor_at: float = FLOOR_AT  # share of the decay span after which "exp" holds FLOOR
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -109,6 +118,13 @@ def check_config(cfg: TrainConfig) -> None:
          "an integer >= 1"),
         ("dropout", cfg.dropout is None or 0 <= cfg.dropout < 1, "within [0, 1)"),
         ("threads", isinstance(cfg.threads, int) and cfg.threads >= 0, "an integer >= 0"),
+        ("kd", cfg.kd in KD_LOSSES, f"one of {list(KD_LOSSES)}"),
+        ("teacher_epochs", 0 <= cfg.teacher_epochs < cfg.epochs,
+         "a number >= 0 and below epochs"),
+        ("sampling", cfg.sampling in SAMPLINGS, f"one of {list(SAMPLINGS)}"),
+        ("candidates", isinstance(cfg.candidates, int) and cfg.candidates >= 1,
+         "an integer >= 1"),
+        ("floor_at", 0 < cfg.floor_at <= 1, "within (0, 1]"),
     ]
     for name, ok, want in rules:
         if not ok:
@@ -157,12 +173,15 @@ def _autocast(device: torch.device, bf16: bool):
 
 def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
                   y: torch.Tensor, children: list[Arch], cfg: TrainConfig,
-                  dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  dropout: float, candidates: dict[int, list[Arch]] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step: the first child (the largest) learns the labels, with label
     smoothing and dropout; every other child learns its detached soft labels (inplace
-    distillation). Each child's backward adds to the gradients, then clipping and one
-    optimizer step. `model` is the supernet or DDP around it. Returns the largest
-    child's loss and the mean distillation loss, detached."""
+    distillation, loss `cfg.kd`). Each child's backward adds to the gradients, then
+    clipping and one optimizer step. `model` is the supernet or DDP around it.
+    `candidates[i]`, where given, replaces child i by the one of them that
+    `cfg.sampling` picks by distillation loss on this batch (attentive sampling).
+    Returns the largest child's loss and the mean distillation loss, detached."""
     opt.zero_grad(set_to_none=True)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     last = len(children) - 1
@@ -183,8 +202,10 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     soft = out.detach().softmax(1)  # inplace distillation: the largest child teaches
     kd_sum = torch.zeros((), device=x.device)
     for i, arch in enumerate(rest, 1):
+        if candidates and i in candidates:
+            arch = _attentive(candidates[i], logits, soft, cfg, ddp)
         with sync(i):
-            kd = F.cross_entropy(logits(arch), soft)
+            kd = distill_loss(cfg.kd, logits(arch), soft)
             kd.backward()
         kd_sum += kd.detach()
     if cfg.grad_clip > 0:
@@ -193,15 +214,26 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     return loss.detach(), kd_sum / max(len(rest), 1)
 
 
+def _attentive(pool: list[Arch], logits, soft: torch.Tensor, cfg: TrainConfig,
+               ddp: bool) -> Arch:
+    """The child of `pool` that cfg.sampling picks by its distillation loss on this
+    batch; under DDP the losses are summed over the processes, so all pick alike."""
+    with torch.no_grad():
+        losses = torch.stack([distill_loss(cfg.kd, logits(a), soft) for a in pool])
+        if ddp:
+            dist.all_reduce(losses)
+    return pool[pick(losses.tolist(), cfg.sampling)]
+
+
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, total_steps: int,
-                   warmup_steps: int) -> LRScheduler:
+                   warmup_steps: int, floor_at: float = FLOOR_AT) -> LRScheduler:
     """Per-step LR: linear warm-up to the initial LR, then exponential decay held at
-    FLOOR from FLOOR_AT of the decay span on (BigNAS), or cosine to zero."""
+    FLOOR from `floor_at` of the decay span on (BigNAS), or cosine to zero."""
     span = max(1, total_steps - warmup_steps)
     if schedule == "cosine":
         main: LRScheduler = CosineAnnealingLR(opt, T_max=span)
     else:
-        gamma = FLOOR ** (1 / max(1.0, FLOOR_AT * span))
+        gamma = FLOOR ** (1 / max(1.0, floor_at * span))
         main = LambdaLR(opt, lambda t: max(FLOOR, gamma ** t))
     if warmup_steps <= 1:
         return main
@@ -230,8 +262,10 @@ def _previous(path: Path, cfg: TrainConfig, space: SearchSpace) -> dict | None:
     if not path.exists():
         return None
     ck = read_checkpoint(path)
-    old, new = ck.get("recipe", {}), _recipe(cfg)
-    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    old, new, dflt = ck.get("recipe", {}), _recipe(cfg), _recipe(TrainConfig())
+    # a field newer than the checkpoint counts at its default (what the run computed)
+    diff = [f"{k} {old.get(k, dflt[k])!r} -> {new[k]!r}" for k in new
+            if old.get(k, dflt[k]) != new[k]]
     if space_from_dict(ck["space"]) != space:
         diff.insert(0, f"space {ck['space'].get('name')!r} -> {space.name!r}")
     if diff:
@@ -325,7 +359,8 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9,
                           nesterov=True)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps,
-                           round(min(cfg.warmup_epochs, cfg.epochs) * steps))
+                           round(min(cfg.warmup_epochs, cfg.epochs) * steps), cfg.floor_at)
+    teacher_steps = round(cfg.teacher_epochs * steps)
     history: list[dict] = []
     start, seconds = 0, 0.0
     if prev is not None:
@@ -345,10 +380,14 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         sums = torch.zeros(2, dtype=torch.float64, device=d.device)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps + i
-            children = sandwich_children(space, cfg.seed, step, cfg.num_random)
+            children = warmup_children(sandwich_children(space, cfg.seed, step,
+                                                         cfg.num_random), step, teacher_steps)
+            pools = ({i: attentive_candidates(space, a, cfg.seed, step, i, cfg.candidates)
+                      for i, a in enumerate(children[1:-1], 1)}
+                     if cfg.sampling != "uniform" else None)
             torch.manual_seed(_seed(cfg.seed, step, d.rank))  # dropout masks, resumable
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            loss, kd = sandwich_step(model, opt, x, y, children, cfg, dropout)
+            loss, kd = sandwich_step(model, opt, x, y, children, cfg, dropout, pools)
             sched.step()
             sums += torch.stack([loss, kd]).double()
             if i % 10 == 0 and not bar.disable:
