@@ -59,11 +59,15 @@ def alpha_divergence(logits: torch.Tensor, soft: torch.Tensor, alpha: float,
 def adaptive_alpha(logits: torch.Tensor, soft: torch.Tensor,
                    alphas: tuple[float, float] = ALPHA_RANGE,
                    clip: float = ALPHA_CLIP) -> torch.Tensor:
-    """AlphaNet's loss: per image the larger of D_alpha- and D_alpha+ decides whose
-    gradient it follows; the mean surrogate over the batch."""
+    """AlphaNet's loss: per image the larger of D_alpha- and D_alpha+, batch mean. Its
+    value is the divergence (what the log shows and attentive sampling ranks by), its
+    gradient the surrogate's (a surrogate's value means nothing by itself)."""
     lo_v, lo_s = alpha_divergence(logits, soft, alphas[0], clip)
     hi_v, hi_s = alpha_divergence(logits, soft, alphas[1], clip)
-    return torch.where(lo_v > hi_v, lo_s, hi_s).mean()
+    left = lo_v > hi_v
+    value = torch.where(left, lo_v, hi_v).mean()
+    surrogate = torch.where(left, lo_s, hi_s).mean()
+    return surrogate - surrogate.detach() + value
 
 
 def distill_loss(kind: str, logits: torch.Tensor, soft: torch.Tensor,

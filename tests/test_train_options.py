@@ -82,7 +82,9 @@ def test_alpha_divergence_is_kl_at_its_limits():
 
 def test_adaptive_alpha_at_alpha_one_has_the_gradient_of_inplace_distillation():
     p, logits = _pq(1)
-    adaptive_alpha(logits, p, (1.0, 1.0)).backward()
+    loss = adaptive_alpha(logits, p, (1.0, 1.0))
+    assert torch.allclose(loss, _kl(p, logits.detach().softmax(1)).mean())  # KL's value
+    loss.backward()
     got = logits.grad.clone()
     logits.grad = None
     F.cross_entropy(logits, p).backward()  # BigNAS: CE to the soft labels, KL's gradient
@@ -108,8 +110,13 @@ def test_adaptive_alpha_follows_the_larger_divergence_per_image_and_clips():
     p, logits = _pq(3, n=32)
     lo_v, lo_s = alpha_divergence(logits, p, -1.0)
     hi_v, hi_s = alpha_divergence(logits, p, 1.0)
-    want = torch.where(lo_v > hi_v, lo_s, hi_s).mean()
-    assert torch.equal(adaptive_alpha(logits, p), want)
+    loss = adaptive_alpha(logits, p)
+    assert torch.allclose(loss, torch.maximum(lo_v, hi_v).mean())  # the larger divergence
+    loss.backward()
+    got = logits.grad.clone()
+    logits.grad = None
+    torch.where(lo_v > hi_v, lo_s, hi_s).mean().backward()  # ... and its gradient
+    assert torch.allclose(got, logits.grad)
     assert (lo_v > hi_v).any() and (lo_v <= hi_v).any()  # both sides occur
     # AlphaNet's clip bounds the importance ratio: a tiny clip changes the loss
     assert not torch.allclose(alpha_divergence(logits, p, -1.0, clip=1.0)[0], lo_v)
