@@ -11,7 +11,7 @@ between sliced and alone, and the spread (best minus worst) of each.
 The twins do not depend on the supernet's options, so they are trained once and
 cached in <out>/twins.json; each option's supernet lives in <out>/<option>/ (resumed
 or reused if done). An option is `baseline`, a preset name below, or fields of
-TrainConfig (`kd=alpha`, `teacher_epochs=2`), several joined by `+`.
+TrainConfig (`kd=alpha`, `teacher_warmup=0.5`), several joined by `+`.
 
     python benchmarks/cifar_quality.py [--epochs 8] [--options baseline,teacher,alpha]
         [--train-images 10000] [--out runs/cifar_quality] [--data npz:PATH]
@@ -50,10 +50,10 @@ from supernet.train import (
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-# Presets of TrainConfig fields; teacher warm-up as a share of the epochs.
+# Presets of TrainConfig fields.
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},
-    "teacher": {"teacher_epochs": 0.25},  # x epochs, set in option_config
+    "teacher": {"teacher_warmup": 0.25},
     "alpha": {"kd": "alpha"},
     "bestup": {"sampling": "best-up"},
     "worstup": {"sampling": "worst-up"},
@@ -75,8 +75,6 @@ def option_config(base: TrainConfig, option: str) -> TrainConfig:
     for part in option.split("+"):
         if part in PRESETS:
             over.update(PRESETS[part])
-            if part == "teacher":
-                over["teacher_epochs"] = PRESETS[part]["teacher_epochs"] * base.epochs
             continue
         name, eq, text = part.partition("=")
         if not eq or name not in types or name in ("space", "data", "out", "epochs"):

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     # options that narrow the gap between sliced children and stand-alone twins
     a("--kd", choices=KD_LOSSES, default=d.kd, help="distillation loss: ce to the soft "
       "labels (BigNAS) or AlphaNet's adaptive alpha-divergence (default %(default)s)")
-    a("--teacher-epochs", type=float, default=d.teacher_epochs,
-      help="first epochs in which only the largest child trains (default %(default)s)")
+    a("--teacher-warmup", type=float, default=d.teacher_warmup,
+      help="share of the run, at its start, in which only the largest child trains "
+      "(Once-for-All's first stage; default %(default)s)")
     a("--sampling", choices=SAMPLINGS, default=d.sampling,
       help="random children: uniform, or AttentiveNAS's best-up / worst-up of "
       "--candidates ranked by their loss on the batch (default %(default)s)")

@@ -54,6 +54,9 @@ SCHEDULES = ("exp", "cosine")
 # of these still counts as the same run (resume on GPU, with more workers, ...).
 # The space counts by its content (compared apart), not by its name or path.
 RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "channels_last")
+# What a checkpoint made before these fields existed computed (so it stays resumable)
+BEFORE_OPTIONS = {"kd": "ce", "teacher_warmup": 0.0, "sampling": "uniform", "candidates": 3,
+                  "floor_at": FLOOR_AT}
 LOG_FIELDS = ("epoch", "step", "loss", "kd_loss", "lr", "train_s", "eval_s",
               "val_top1_min", "val_top1_max")
 
@@ -92,7 +95,7 @@ class TrainConfig:
     # Options that close the gap between sliced children and their stand-alone twins
     # (benchmarks/cifar_quality.py measures each; README "How close are the children")
     kd: str = "ce"  # distillation: "ce" to the soft labels (BigNAS), "alpha" (AlphaNet)
-    teacher_epochs: float = 0.0  # first epochs in which only the largest child trains
+    teacher_warmup: float = 0.0  # share of the run (its first steps) training the largest alone
     sampling: str = "uniform"  # random children: "uniform", "best-up", "worst-up"
     candidates: int = 3  # children ranked per random slot by best-up / worst-up
     floor_at: float = FLOOR_AT  # share of the decay span after which "exp" holds FLOOR
@@ -119,8 +122,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("dropout", cfg.dropout is None or 0 <= cfg.dropout < 1, "within [0, 1)"),
         ("threads", isinstance(cfg.threads, int) and cfg.threads >= 0, "an integer >= 0"),
         ("kd", cfg.kd in KD_LOSSES, f"one of {list(KD_LOSSES)}"),
-        ("teacher_epochs", 0 <= cfg.teacher_epochs < cfg.epochs,
-         "a number >= 0 and below epochs"),
+        ("teacher_warmup", 0 <= cfg.teacher_warmup < 1, "a share of the run within [0, 1)"),
         ("sampling", cfg.sampling in SAMPLINGS, f"one of {list(SAMPLINGS)}"),
         ("candidates", isinstance(cfg.candidates, int) and cfg.candidates >= 1,
          "an integer >= 1"),
@@ -262,10 +264,9 @@ def _previous(path: Path, cfg: TrainConfig, space: SearchSpace) -> dict | None:
     if not path.exists():
         return None
     ck = read_checkpoint(path)
-    old, new, dflt = ck.get("recipe", {}), _recipe(cfg), _recipe(TrainConfig())
-    # a field newer than the checkpoint counts at its default (what the run computed)
-    diff = [f"{k} {old.get(k, dflt[k])!r} -> {new[k]!r}" for k in new
-            if old.get(k, dflt[k]) != new[k]]
+    old = {**BEFORE_OPTIONS, **ck.get("recipe", {})}
+    new = _recipe(cfg)
+    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
     if space_from_dict(ck["space"]) != space:
         diff.insert(0, f"space {ck['space'].get('name')!r} -> {space.name!r}")
     if diff:
@@ -360,7 +361,7 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
                           nesterov=True)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps,
                            round(min(cfg.warmup_epochs, cfg.epochs) * steps), cfg.floor_at)
-    teacher_steps = round(cfg.teacher_epochs * steps)
+    teacher_steps = round(cfg.teacher_warmup * cfg.epochs * steps)
     history: list[dict] = []
     start, seconds = 0, 0.0
     if prev is not None:

@@ -141,7 +141,7 @@ def test_teacher_warmup_trains_only_the_largest_child(small, tmp_path, monkeypat
         return real(model, opt, x, y, children, cfg, dropout, candidates)
 
     monkeypatch.setattr(T, "sandwich_step", spy)
-    ck = read_checkpoint(train(_cfg(small, tmp_path, teacher_epochs=1.0)))
+    ck = read_checkpoint(train(_cfg(small, tmp_path, teacher_warmup=0.5)))
     space = load_space(small[0])
     steps = 140 // 16
     assert len(calls) == 2 * steps
@@ -198,7 +198,7 @@ def test_attentive_sampling_trains_the_candidate_with_the_best_or_worst_loss(sma
 
 
 def test_options_resume_bit_identical(small, tmp_path, monkeypatch):
-    opts = dict(teacher_epochs=1.0, kd="alpha", sampling="best-up", candidates=2, epochs=3)
+    opts = dict(teacher_warmup=1 / 3, kd="alpha", sampling="best-up", candidates=2, epochs=3)
     full = train(_cfg(small, tmp_path, out=str(tmp_path / "full"), **opts))
     real = T.save_checkpoint
 
@@ -241,10 +241,22 @@ def test_floor_at_one_decays_over_the_whole_run():
     assert whole[99] == pytest.approx(T.FLOOR ** (89 / 90))
 
 
-@pytest.mark.parametrize("field,value", [("kd", "kl"), ("teacher_epochs", 2.0),
-                                         ("teacher_epochs", -1.0), ("sampling", "best"),
+@pytest.mark.parametrize("field,value", [("kd", "kl"), ("teacher_warmup", 1.0),
+                                         ("teacher_warmup", -0.5), ("sampling", "best"),
                                          ("candidates", 0), ("floor_at", 0.0),
                                          ("floor_at", 1.5)])
 def test_bad_option_is_a_value_error_naming_the_field(small, tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         train(_cfg(small, tmp_path, **{field: value}))
+
+
+def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small, tmp_path):
+    cfg = _cfg(small, tmp_path, epochs=1)
+    path = train(cfg)
+    ck = torch.load(path, weights_only=True)
+    for k in T.BEFORE_OPTIONS:  # as written before the fields existed
+        del ck["recipe"][k]
+    torch.save(ck, path)
+    assert train(cfg) == path  # done already: not refused, not retrained
+    with pytest.raises(ValueError, match="kd 'ce' -> 'alpha'"):
+        train(_cfg(small, tmp_path, epochs=1, kd="alpha"))
