@@ -39,6 +39,7 @@ from supernet.data import DataSet, batches, calib_batches, load_data
 from supernet.evaluation import calibrate_bn, evaluate
 from supernet.space import Arch
 from supernet.train import (
+    FLOOR_AT,
     TrainConfig,
     _seed,
     check_config,
@@ -62,9 +63,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "floor1": {"floor_at": 1.0},
     "cosine": {"schedule": "cosine"},
 }
-# What every run shares: the base of the supernets and the twins' recipe.
+# What every run shares: the base of the supernets and the twins' recipe. The options
+# are pinned at BigNAS's (whatever TrainConfig's defaults), so `baseline` stays BigNAS.
 BASE = dict(space="tiny", batch_size=128, lr=0.2, warmup_epochs=1.0, calib_images=1024,
-            resume=True, quiet=True)
+            resume=True, quiet=True, kd="ce", teacher_warmup=0.0, sampling="uniform",
+            floor_at=FLOOR_AT, schedule="exp", num_random=2)
+
+
+# Fields that do not change how a twin trains (how a run is executed, supernet-only).
+NOT_TWINS = ("out", "resume", "quiet", "threads", "workers", "kd", "teacher_warmup",
+             "sampling", "candidates", "num_random")
 
 
 def option_config(base: TrainConfig, option: str) -> TrainConfig:
@@ -142,8 +150,8 @@ def twins(kids: list[tuple[str, Arch]], data: DataSet, cfg: TrainConfig,
           cache: Path) -> dict[str, float]:
     """Val top-1 of each architecture trained alone, from `cache` where it holds the
     same recipe, else trained now (and added to the cache at once)."""
-    key = json.dumps({k: v for k, v in asdict(cfg).items()
-                      if k not in ("out", "resume", "quiet", "threads")}, sort_keys=True)
+    key = json.dumps({k: v for k, v in asdict(cfg).items() if k not in NOT_TWINS},
+                     sort_keys=True)
     saved = json.loads(cache.read_text()) if cache.exists() else {}
     done = saved.get(key, {})
     for tag, arch in kids:
@@ -213,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/cifar_quality")
     p.add_argument("--threads", type=int, default=0, help="0: as nas-train")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--twins", default="baseline",
+                   help="the twins' recipe, as an option (e.g. floor1: the schedule of "
+                   "that option for the twins too; default baseline)")
     p.add_argument("--skip-twins", action="store_true",
                    help="sliced children only (no twins trained; no differences)")
     a = p.parse_args(argv)
@@ -227,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         base = resolved(TrainConfig(**BASE, data=spec, epochs=a.epochs, threads=a.threads,
                                     device=a.device))
         cfgs = {o: option_config(base, o) for o in a.options.split(",")}
+        twin_cfg = option_config(base, a.twins)
     except ValueError as e:
         print(f"cifar_quality: error: {e}", file=sys.stderr)
         return 2
@@ -235,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     kids = children(space)
     print(f"CIFAR-10 subset ({len(data.train)} train / {len(data.val)} val), tiny space, "
           f"{a.epochs} epochs, batch {base.batch_size}, lr {base.lr}, "
-          f"{base.threads} thread(s); BN-calibrated val top-1", flush=True)
+          f"{base.threads} thread(s); twins: {a.twins}; BN-calibrated val top-1", flush=True)
     if not a.skip_twins:
         t = time.perf_counter()
-        alone = twins(kids, data, base, out / "twins.json")
+        alone = twins(kids, data, twin_cfg, out / "twins.json")
         print(f"twins: {(time.perf_counter() - t) / 60:.1f} min (cached in {out}/twins.json)",
               flush=True)
     rows, summary = [], {}

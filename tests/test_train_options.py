@@ -251,7 +251,7 @@ def test_bad_option_is_a_value_error_naming_the_field(small, tmp_path, field, va
 
 
 def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small, tmp_path):
-    cfg = _cfg(small, tmp_path, epochs=1)
+    cfg = _cfg(small, tmp_path, epochs=1, **T.BEFORE_OPTIONS)  # trained as before them
     path = train(cfg)
     ck = torch.load(path, weights_only=True)
     for k in T.BEFORE_OPTIONS:  # as written before the fields existed
@@ -259,4 +259,4 @@ def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small
     torch.save(ck, path)
     assert train(cfg) == path  # done already: not refused, not retrained
     with pytest.raises(ValueError, match="kd 'ce' -> 'alpha'"):
-        train(_cfg(small, tmp_path, epochs=1, kd="alpha"))
+        train(_cfg(small, tmp_path, epochs=1, **{**T.BEFORE_OPTIONS, "kd": "alpha"}))
