@@ -12,7 +12,9 @@ import sys
 
 from .checkpoint import read_checkpoint
 from .data import DATA_SPECS
+from .distill import KD_LOSSES
 from .recipes import RECIPES
+from .sampling import SAMPLINGS
 from .train import OPTIMIZERS, RES_SAMPLING, SCHEDULES, TrainConfig, train
 
 
@@ -79,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
       help="layer-wise spaces: skip choices as pure skips, not ELS (ablation)")
     a("--fair", action="store_true",
       help="layer-wise spaces: FairNAS strict fairness (every choice trained each step)")
+    # options that narrow the gap between sliced children and stand-alone twins
+    a("--kd", choices=KD_LOSSES, default=d.kd, help="distillation loss: ce to the soft "
+      "labels (BigNAS) or AlphaNet's adaptive alpha-divergence (default %(default)s)")
+    a("--teacher-warmup", type=float, default=d.teacher_warmup,
+      help="share of the run, at its start, in which only the largest child trains "
+      f"(Once-for-All's first stage; default: the recipe's, {r.teacher_warmup:g})")
+    a("--sampling", choices=SAMPLINGS, default=d.sampling,
+      help="random children: uniform, or AttentiveNAS's best-up / worst-up of "
+      f"--candidates ranked by their loss on the batch (default: the recipe's, {r.sampling})")
+    a("--candidates", type=int, default=d.candidates,
+      help="candidates per random child for best-up / worst-up (default %(default)s)")
+    a("--floor-at", type=float, default=d.floor_at,
+      help="share of the run after warm-up at which the exp schedule reaches its 5%% "
+      f"floor (default: the recipe's, {r.floor_at:g}; 1: decay over the whole run)")
     return p
 
 

@@ -61,7 +61,7 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
             # labels: the largest child's regularisation; distilled: none, as in the sandwich
             m.p = 0.0 if teacher else (m.p if recipe.dropout is None else recipe.dropout)
     opt = make_optimizer(child, replace(recipe, lr=lr))
-    sched = make_scheduler(opt, recipe.schedule, epochs * steps, 0)
+    sched = make_scheduler(opt, recipe.schedule, epochs * steps, 0, steps, recipe.floor_at)
     if teacher is not None:
         teacher[0].to(device).eval()
     losses = []
