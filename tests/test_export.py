@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import SMALL
 
 from nas_search import SearchConfig, SupernetEvaluator, run_search
 from nas_search.export import equispaced, parse_pick
@@ -25,26 +26,10 @@ from supernet.data import load_data, normalize, resize
 from supernet.finetune import finetune, recipe_from_config
 from supernet.train import TrainConfig, train
 
-SMALL = """
-name: small
-resolutions: [12, 16]
-stem: {widths: [8, 12], stride: 1, act: swish}
-stages:
-  - {widths: [8, 16], depths: [1, 2], kernels: [3, 5], expands: [2, 3], stride: 2, se: true}
-  - {widths: [16, 24], depths: [1, 2], kernels: [3], expands: [2, 3], stride: 2}
-head: {widths: [32, 48], dropout: 0.3}
-num_classes: 10
-"""
 CALIB = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast, and far faster on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_run
 from torch import nn
 
 from nas_search import SearchProblem, Session
@@ -55,13 +56,7 @@ block: {se_source: mid}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy shared 2-core machine two threads per process crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def children(space, n: int, seed: int = 0) -> list[Arch]:
@@ -265,12 +260,7 @@ def test_single_path_children_uniform_or_strictly_fair() -> None:
 
 @pytest.fixture
 def small(tmp_path):
-    (tmp_path / "small.yaml").write_text(SMALL)
-    rng = np.random.default_rng(0)
-    y = np.arange(160) % 10
-    x = (rng.integers(0, 40, (160, 16, 16, 3)) + 20 * y[:, None, None, None]).astype(np.uint8)
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    return str(tmp_path / "small.yaml"), f"npz:{tmp_path / 'd.npz'}"
+    return small_run(tmp_path, SMALL)
 
 
 def test_nas_train_trains_a_layer_wise_space(small, tmp_path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SMALL, small_config
 
 import supernet.train as T
 from supernet import ElasticSupernet, load_checkpoint, load_space
@@ -26,44 +27,7 @@ from supernet.train import (
     train,
 )
 
-SMALL = """
-name: small
-resolutions: [12, 16]
-stem: {widths: [8, 12], stride: 1, act: swish}
-stages:
-  - {widths: [8, 16], depths: [1, 2], kernels: [3, 5], expands: [2, 3], stride: 2, se: true}
-  - {widths: [16, 24], depths: [1, 2], kernels: [3], expands: [2, 3], stride: 2}
-head: {widths: [32, 48], dropout: 0.3}
-num_classes: 10
-"""
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy shared 2-core machine two threads per process crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def small(tmp_path):
-    """(space YAML path, npz data spec) small enough for a step in milliseconds."""
-    (tmp_path / "small.yaml").write_text(SMALL)
-    rng = np.random.default_rng(0)
-    y = np.arange(160) % 10
-    # noise plus a brightness that tells the class: learnable in a few steps
-    x = (rng.integers(0, 40, (160, 16, 16, 3)) + 20 * y[:, None, None, None]).astype(np.uint8)
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    return str(tmp_path / "small.yaml"), f"npz:{tmp_path / 'd.npz'}"
-
-
-def _cfg(small, tmp_path, **kw) -> TrainConfig:
-    space, data = small
-    base = dict(space=space, data=data, epochs=2, batch_size=16, lr=0.2, warmup_epochs=0.5,
-                calib_images=32, out=str(tmp_path / "run"), quiet=True, threads=1)
-    return TrainConfig(**{**base, **kw})
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sandwich_children_largest_smallest_and_seeded_random_ones():
@@ -147,7 +111,7 @@ def test_automatic_choices_channels_last_on_cpu_and_threads():
 
 
 def test_one_optimizer_step_with_weight_decay_on_weights_only_and_clipping(small, tmp_path):
-    cfg = _cfg(small, tmp_path, grad_clip=1e-3, weight_decay=0.0, channels_last=False)
+    cfg = small_config(small, tmp_path, grad_clip=1e-3, weight_decay=0.0, channels_last=False)
     space = load_space(cfg.space)
     net = ElasticSupernet(space)
     groups = T.param_groups(net, 1e-4)
@@ -208,7 +172,7 @@ def test_calibrate_bn_recomputes_exact_statistics_of_the_child(small):
 
 
 def test_train_writes_checkpoint_log_and_learns(small, tmp_path, capsys):
-    cfg = _cfg(small, tmp_path, epochs=4, quiet=False)
+    cfg = small_config(small, tmp_path, epochs=4, quiet=False)
     path = train(cfg)
     assert path == tmp_path / "run" / "supernet.pt"
     ck = read_checkpoint(path)  # weights_only=True inside
@@ -230,15 +194,16 @@ def test_train_writes_checkpoint_log_and_learns(small, tmp_path, capsys):
 
 def test_a_completed_run_returns_at_once_and_another_recipe_is_refused(small, tmp_path,
                                                                        monkeypatch):
-    cfg = _cfg(small, tmp_path, epochs=1)
+    cfg = small_config(small, tmp_path, epochs=1)
     path = train(cfg)
     monkeypatch.setattr(T, "_run", lambda *a: pytest.fail("trained again"))
     assert train(cfg) == path
-    assert train(_cfg(small, tmp_path, epochs=1, workers=1, quiet=False, resume=True)) == path
+    again = small_config(small, tmp_path, epochs=1, workers=1, quiet=False, resume=True)
+    assert train(again) == path
     with pytest.raises(ValueError, match="epochs 1 -> 2"):
-        train(_cfg(small, tmp_path, epochs=2))
+        train(small_config(small, tmp_path, epochs=2))
     with pytest.raises(ValueError, match="space 'small' -> 'tiny'"):
-        train(_cfg(small, tmp_path, epochs=1, space="tiny"))
+        train(small_config(small, tmp_path, epochs=1, space="tiny"))
 
 
 class _Stop(Exception):
@@ -246,7 +211,8 @@ class _Stop(Exception):
 
 
 def test_resume_after_a_stop_ends_bit_identical(small, tmp_path, monkeypatch):
-    full = train(_cfg(small, tmp_path, out=str(tmp_path / "full"), epochs=3, schedule="exp"))
+    full = train(small_config(small, tmp_path, out=str(tmp_path / "full"), epochs=3,
+                              schedule="exp"))
     saves = []
     real = T.save_checkpoint
 
@@ -257,7 +223,7 @@ def test_resume_after_a_stop_ends_bit_identical(small, tmp_path, monkeypatch):
             raise _Stop  # as if killed right after the epoch's checkpoint
 
     monkeypatch.setattr(T, "save_checkpoint", stop_after_first_epoch)
-    cfg = _cfg(small, tmp_path, out=str(tmp_path / "cut"), epochs=3)
+    cfg = small_config(small, tmp_path, out=str(tmp_path / "cut"), epochs=3)
     with pytest.raises(_Stop):
         train(cfg)
     cfg.resume = True
@@ -282,9 +248,9 @@ def test_without_resume_an_unfinished_run_starts_afresh(small, tmp_path, monkeyp
 
     monkeypatch.setattr(T, "save_checkpoint", stop)
     with pytest.raises(_Stop):
-        train(_cfg(small, tmp_path))
+        train(small_config(small, tmp_path))
     monkeypatch.setattr(T, "save_checkpoint", real)
-    path = train(_cfg(small, tmp_path))
+    path = train(small_config(small, tmp_path))
     assert [r["epoch"] for r in read_checkpoint(path)["history"]] == [1, 2]
 
 
@@ -295,16 +261,16 @@ def test_without_resume_an_unfinished_run_starts_afresh(small, tmp_path, monkeyp
                                          ("batch_size", 4096)])
 def test_bad_config_is_a_value_error_naming_the_field(small, tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
-        train(_cfg(small, tmp_path, **{field: value}))
+        train(small_config(small, tmp_path, **{field: value}))
     assert not (tmp_path / "run" / "supernet.pt").exists()
 
 
 def test_cosine_bf16_and_contiguous_format_also_train(small, tmp_path):
-    cfg = _cfg(small, tmp_path, epochs=1, schedule="cosine", bf16=True, channels_last=False,
+    cfg = small_config(small, tmp_path, epochs=1, schedule="cosine", bf16=True, channels_last=False,
                num_random=0)
     ck = read_checkpoint(train(cfg))
     assert ck["completed"] and math.isfinite(ck["history"][0]["loss"])
-    fp32 = read_checkpoint(train(_cfg(small, tmp_path, out=str(tmp_path / "fp32"), epochs=1,
+    fp32 = read_checkpoint(train(small_config(small, tmp_path, out=str(tmp_path / "fp32"), epochs=1,
                                       schedule="cosine", channels_last=False, num_random=0)))
     assert fp32["history"][0]["loss"] != ck["history"][0]["loss"]  # bf16 did compute
 
@@ -312,7 +278,7 @@ def test_cosine_bf16_and_contiguous_format_also_train(small, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_asking_for_a_missing_gpu_is_a_clear_error(small, tmp_path):
     with pytest.raises(ValueError, match="device: 'cuda' is not available"):
-        train(_cfg(small, tmp_path, device="cuda"))
+        train(small_config(small, tmp_path, device="cuda"))
 
 
 def test_digits_default_data_with_a_few_steps(tmp_path):

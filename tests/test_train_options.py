@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_config
 
 import supernet.train as T
 from supernet import ElasticSupernet, load_space, macs
@@ -16,41 +17,7 @@ from supernet.distill import adaptive_alpha, alpha_divergence, distill_loss
 from supernet.sampling import attentive_candidates, pick, warmup_children
 from supernet.train import TrainConfig, make_scheduler, sandwich_children, sandwich_step, train
 
-SMALL = """
-name: small
-resolutions: [12, 16]
-stem: {widths: [8, 12], stride: 1, act: swish}
-stages:
-  - {widths: [8, 16], depths: [1, 2], kernels: [3, 5], expands: [2, 3], stride: 2, se: true}
-  - {widths: [16, 24], depths: [1, 2], kernels: [3], expands: [2, 3], stride: 2}
-head: {widths: [32, 48], dropout: 0.3}
-num_classes: 10
-"""
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def small(tmp_path):
-    (tmp_path / "small.yaml").write_text(SMALL)
-    rng = np.random.default_rng(0)
-    y = np.arange(160) % 10
-    x = (rng.integers(0, 40, (160, 16, 16, 3)) + 20 * y[:, None, None, None]).astype(np.uint8)
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    return str(tmp_path / "small.yaml"), f"npz:{tmp_path / 'd.npz'}"
-
-
-def _cfg(small, tmp_path, **kw) -> TrainConfig:
-    space, data = small
-    base = dict(space=space, data=data, epochs=2, batch_size=16, lr=0.2, warmup_epochs=0.5,
-                calib_images=32, out=str(tmp_path / "run"), quiet=True, threads=1)
-    return TrainConfig(**{**base, **kw})
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pq(seed=0, n=6, c=5):
@@ -141,7 +108,7 @@ def test_teacher_warmup_trains_only_the_largest_child(small, tmp_path, monkeypat
         return real(model, opt, x, y, children, cfg, dropout, candidates)
 
     monkeypatch.setattr(T, "sandwich_step", spy)
-    ck = read_checkpoint(train(_cfg(small, tmp_path, teacher_warmup=0.5)))
+    ck = read_checkpoint(train(small_config(small, tmp_path, teacher_warmup=0.5)))
     space = load_space(small[0])
     steps = 140 // 16
     assert len(calls) == 2 * steps
@@ -199,7 +166,7 @@ def test_attentive_sampling_trains_the_candidate_with_the_best_or_worst_loss(sma
 
 def test_options_resume_bit_identical(small, tmp_path, monkeypatch):
     opts = dict(teacher_warmup=1 / 3, kd="alpha", sampling="best-up", candidates=2, epochs=3)
-    full = train(_cfg(small, tmp_path, out=str(tmp_path / "full"), **opts))
+    full = train(small_config(small, tmp_path, out=str(tmp_path / "full"), **opts))
     real = T.save_checkpoint
 
     class Stop(Exception):
@@ -211,7 +178,7 @@ def test_options_resume_bit_identical(small, tmp_path, monkeypatch):
             raise Stop
 
     monkeypatch.setattr(T, "save_checkpoint", stop_after_second_epoch)
-    cfg = _cfg(small, tmp_path, out=str(tmp_path / "cut"), **opts)
+    cfg = small_config(small, tmp_path, out=str(tmp_path / "cut"), **opts)
     with pytest.raises(Stop):
         train(cfg)
     monkeypatch.setattr(T, "save_checkpoint", real)
@@ -247,11 +214,11 @@ def test_floor_at_one_decays_over_the_whole_run():
                                          ("floor_at", 1.5)])
 def test_bad_option_is_a_value_error_naming_the_field(small, tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
-        train(_cfg(small, tmp_path, **{field: value}))
+        train(small_config(small, tmp_path, **{field: value}))
 
 
 def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small, tmp_path):
-    cfg = _cfg(small, tmp_path, epochs=1, **T.BEFORE_OPTIONS)  # trained as before them
+    cfg = small_config(small, tmp_path, epochs=1, **T.BEFORE_OPTIONS)  # trained as before them
     path = train(cfg)
     ck = torch.load(path, weights_only=True)
     for k in T.BEFORE_OPTIONS:  # as written before the fields existed
@@ -259,4 +226,4 @@ def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small
     torch.save(ck, path)
     assert train(cfg) == path  # done already: not refused, not retrained
     with pytest.raises(ValueError, match="kd 'ce' -> 'alpha'"):
-        train(_cfg(small, tmp_path, epochs=1, **{**T.BEFORE_OPTIONS, "kd": "alpha"}))
+        train(small_config(small, tmp_path, epochs=1, **{**T.BEFORE_OPTIONS, "kd": "alpha"}))
