@@ -37,6 +37,7 @@ from supernet.data import DataSet, batches, load_data
 from supernet.evaluation import evaluate
 from supernet.finetune import finetune, recipe_from_config
 from supernet.space import Arch, SearchSpace
+from supernet.utils import parse_device
 
 from .evaluator import CALIB_IMAGES, file_digest, measure_latency, torch_threads
 from .problem import format_count
@@ -251,13 +252,7 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     if cfg.finetune_lr is not None and not cfg.finetune_lr > 0:
         raise ValueError(f"finetune_lr: {cfg.finetune_lr!r} is not allowed; expected a "
                          "positive number")
-    try:
-        device = torch.device(cfg.device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: {cfg.device!r} is not a torch device (cpu, cuda, cuda:N)") \
-            from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {cfg.device!r} is not available on this machine")
+    device = parse_device(cfg.device)
     picks = run_picks(cfg.run, cfg.pick) if cfg.run else [Pick("child", cfg.arch, {})]
     ckpt = cfg.supernet or (_run_supernet(cfg.run) if cfg.run else None)
     if ckpt is None:

@@ -45,7 +45,7 @@ from .recipes import RECIPE_FIELDS, RECIPES, recipe_values
 from .sampling import SAMPLINGS, attentive_candidates, pick, warmup_children
 from .single_path import single_path_children, single_path_step, training_space
 from .space import Arch, SearchSpace, load_space, space_from_dict
-from .utils import atomic_write
+from .utils import atomic_write, parse_device
 
 __all__ = ["EvalResult", "TrainConfig", "calibrate_bn", "check_config", "evaluate",
            "make_optimizer", "make_scheduler", "param_groups", "resolved", "sandwich_children",
@@ -169,15 +169,7 @@ def check_config(cfg: TrainConfig) -> None:
     for name, ok, want in rules:
         if not ok:
             raise ValueError(f"{name}: {getattr(cfg, name)!r} is not allowed; expected {want}")
-    try:
-        dev = torch.device(cfg.device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: {cfg.device!r} is not a torch device (cpu, cuda, cuda:N)") \
-            from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {cfg.device!r} is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {cfg.device!r} is not supported; expected cpu, cuda, cuda:N")
+    parse_device(cfg.device)
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:

@@ -36,6 +36,21 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
+def parse_device(text: str) -> torch.device:
+    """`text` as a torch device this machine has (cpu, cuda, cuda:N); ValueError naming
+    the bad value otherwise."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {text!r} is not a torch device (cpu, cuda, cuda:N)") \
+            from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {text!r} is not supported; expected cpu, cuda, cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {text!r} is not available on this machine")
+    return dev
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Run the body with `n` torch intra-op threads (None or 0: torch's setting), then
