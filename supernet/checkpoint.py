@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .model import ElasticSupernet
 from .space import SearchSpace, load_space, space_from_dict
-from .utils import atomic_torch_save
+from .utils import atomic_torch_save, load_format
 
 __all__ = ["atomic_torch_save", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
@@ -24,20 +22,7 @@ def save_checkpoint(path: str | Path, net: ElasticSupernet, **extra: Any) -> Non
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, loaded with weights_only=True; clear error if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint: {str(path)!r} does not exist or is not a file")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise ValueError(
-            f"checkpoint: {str(path)!r} is not a supernet checkpoint ({type(e).__name__})"
-        ) from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise ValueError(
-            f"checkpoint: {str(path)!r} is not a supernet checkpoint (format {FORMAT!r} expected)"
-        )
-    return ck
+    return load_format(path, "checkpoint", FORMAT, "a supernet checkpoint")
 
 
 def load_checkpoint(

@@ -19,6 +19,7 @@ from torch import nn
 
 from .model import ElasticSupernet
 from .space import Arch, SearchSpace, space_from_dict
+from .utils import load_format
 
 FORMAT = "nas-child/1"
 ONNX_TOLERANCE = 1e-4  # max abs difference of logits, onnxruntime vs torch
@@ -62,17 +63,8 @@ def arch_yaml(f: ChildFile) -> str:
 
 def read_child(path: str | Path) -> ChildFile:
     """The child file at `path` (weights_only=True); ValueError if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"child: {str(path)!r} does not exist or is not a file")
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise ValueError(f"child: {str(path)!r} is not a child file ({type(e).__name__})") \
-            from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ValueError(f"child: {str(path)!r} is not a child file (format {FORMAT!r} "
-                         "expected; a supernet checkpoint loads with load_checkpoint)")
+    d = load_format(path, "child", FORMAT, "a child file",
+                    "; a supernet checkpoint loads with load_checkpoint")
     space = space_from_dict(d["space"])
     return ChildFile(space.parse(d["arch"]), space, d["state_dict"], int(d["resolution"]),
                      int(d["base_resolution"]), tuple(d["mean"]), tuple(d["std"]),

@@ -36,6 +36,21 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
+def load_format(path: str | Path, what: str, fmt: str, kind: str, hint: str = "") -> dict:
+    """The dict saved at `path` (torch.load with weights_only=True) whose "format" is
+    `fmt`; one-line ValueError naming `what` (e.g. "checkpoint") and `kind` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: {str(path)!r} does not exist or is not a file")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise ValueError(f"{what}: {str(path)!r} is not {kind} ({type(e).__name__})") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise ValueError(f"{what}: {str(path)!r} is not {kind} (format {fmt!r} expected{hint})")
+    return d
+
+
 def parse_device(text: str) -> torch.device:
     """`text` as a torch device this machine has (cpu, cuda, cuda:N); ValueError naming
     the bad value otherwise."""
