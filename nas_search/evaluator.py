@@ -20,7 +20,16 @@ from torch import nn
 
 from supernet.calibrate import as_supernet_call, recalibrate
 from supernet.checkpoint import load_checkpoint
-from supernet.data import DataSet, batches, images, load_data, normalize, resize, stratified_subset
+from supernet.data import (
+    DataSet,
+    batches,
+    images,
+    load_data,
+    normalize,
+    resize,
+    stratified_subset,
+)
+from supernet.data import calib_indices as calib_subset
 from supernet.evaluation import evaluate
 from supernet.model import ElasticSupernet
 from supernet.space import Arch, SearchSpace
@@ -134,9 +143,8 @@ class SupernetEvaluator:
         self.name = f"{name}/cal{calib_images}/val{n_val}"
         # a fixed subset, independent of the search seed: the same child always gets the
         # same statistics, so evaluations compare across strategies and seeds
-        calib = torch.randperm(len(data.train),
-                               generator=torch.Generator().manual_seed(calib_seed))
-        chosen = calib[:calib_images] if calib_indices is None else list(calib_indices)
+        chosen = (calib_subset(data, calib_images, calib_seed) if calib_indices is None
+                  else list(calib_indices))
         self._calib = images(data.train.subset(chosen), data)[0].to(self.device)
         # a class-stratified val subset with a fixed seed (the first n could be one class)
         self._val_split = data.val.subset(stratified_subset(data.val.y, n_val, seed=0))

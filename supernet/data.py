@@ -340,10 +340,15 @@ def calib_batches(data: DataSet, num_images: int, batch_size: int, seed: int = 0
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A fixed, seeded subset of `num_images` training images (no augmentation, the eval
     crop), for BN calibration: the same images for every child, never val or test."""
-    n = len(data.train)
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_images]
-    return iter(batches(data.train.subset(idx), data, batch_size, device=device,
-                        workers=workers))
+    return iter(batches(data.train.subset(calib_indices(data, num_images, seed)), data,
+                        batch_size, device=device, workers=workers))
+
+
+def calib_indices(data: DataSet, num_images: int, seed: int = 0) -> torch.Tensor:
+    """The training-image indices BN calibration uses: a seeded random subset, the same
+    for every child (and the first n of a larger subset, whatever n)."""
+    perm = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
+    return perm[:num_images]
 
 
 def images(split: Split | FolderSplit, data: DataSet) -> tuple[torch.Tensor, torch.Tensor]:
