@@ -55,6 +55,19 @@ def small_config(small: tuple[str, str], tmp_path, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def noisy_supernet(space_yaml: str):
+    """A seeded supernet of the space at `space_yaml` whose 1-d parameters (BN gammas and
+    betas, biases) are random: zero-initialised gammas would hide the deep blocks."""
+    from supernet import ElasticSupernet, load_space
+
+    torch.manual_seed(0)
+    net = ElasticSupernet(load_space(space_yaml))
+    for p in net.parameters():
+        if p.ndim == 1:
+            torch.nn.init.normal_(p, 0, 0.3)
+    return net
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread: on a busy shared 2-core machine two threads per process crawl."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SMALL, small_config
+from conftest import SMALL, noisy_supernet, small_config
 
 import supernet.train as T
 from supernet import ElasticSupernet, load_checkpoint, load_space
@@ -55,11 +55,8 @@ def test_paired_resolutions_give_each_middle_resolution_once_per_step():
 
 
 def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small):
-    space = load_space(small[0])
-    torch.manual_seed(0)
-    net = ElasticSupernet(space)
-    for p in net.parameters():  # zero-initialised BN gammas would hide the deep blocks
-        torch.nn.init.normal_(p, 0, 0.3) if p.ndim == 1 else None
+    net = noisy_supernet(small[0])
+    space = net.space
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
     kids = sandwich_children(space, 0, 3, 2)
     cfg = TrainConfig(label_smoothing=0.1, grad_clip=0.0, channels_last=False)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import small_config
+from conftest import noisy_supernet, small_config
 
 import supernet.train as T
-from supernet import ElasticSupernet, load_space, macs
+from supernet import load_space, macs
 from supernet.checkpoint import read_checkpoint
 from supernet.data import resize
 from supernet.distill import adaptive_alpha, alpha_divergence, distill_loss
@@ -136,11 +136,8 @@ def test_attentive_candidates_are_seeded_near_in_cost_and_at_the_same_resolution
 
 @pytest.mark.parametrize("sampling", ["best-up", "worst-up"])
 def test_attentive_sampling_trains_the_candidate_with_the_best_or_worst_loss(small, sampling):
-    space = load_space(small[0])
-    torch.manual_seed(0)
-    net = ElasticSupernet(space)
-    for p in net.parameters():  # zero-initialised BN gammas would hide the deep blocks
-        torch.nn.init.normal_(p, 0, 0.3) if p.ndim == 1 else None
+    net = noisy_supernet(small[0])
+    space = net.space
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
     kids = sandwich_children(space, 0, 3, 1)
     pool = attentive_candidates(space, kids[1], 0, 3, 1, 3)
