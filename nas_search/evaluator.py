@@ -31,6 +31,7 @@ from supernet.data import (
 )
 from supernet.data import calib_indices as calib_subset
 from supernet.evaluation import evaluate
+from supernet.export import fold_els_layers
 from supernet.model import ElasticSupernet
 from supernet.space import Arch, SearchSpace
 from supernet.utils import device_sync, median_ms, torch_threads
@@ -186,14 +187,16 @@ class SupernetEvaluator:
 
     def calibrated_child(self, arch: Arch) -> nn.Module:
         """Child `arch` exported, with BN statistics recalibrated on the fixed images."""
-        child = self.net.export(arch).to(self.device, memory_format=self.memory_format)
+        # ELS fold after recalibration: their own BN statistics are recalibrated too
+        child = self.net.export(arch, fold_els=False).to(self.device,
+                                                         memory_format=self.memory_format)
         for m in child.modules():
             # every activation of an exported child acts on a fresh conv/BN output
             if hasattr(m, "inplace"):
                 m.inplace = True
         recalibrate(child, arch, self._uint8_batches(self._calib, None, arch.resolution),
                     len(self._calib))
-        return as_supernet_call(child)
+        return as_supernet_call(fold_els_layers(child))
 
     def evaluate_one(self, arch: Arch) -> dict:
         """Calibrate, evaluate (and time) one child; a row of the result table."""

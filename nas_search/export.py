@@ -35,6 +35,7 @@ from supernet.child_file import ChildFile, arch_yaml, check_onnx_available, expo
 from supernet.cost import macs
 from supernet.data import DataSet, batches, load_data
 from supernet.evaluation import evaluate
+from supernet.export import fold_els_layers
 from supernet.finetune import finetune, recipe_from_config
 from supernet.space import Arch, SearchSpace
 from supernet.utils import parse_device
@@ -204,18 +205,22 @@ def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportCo
     device = torch.device(cfg.device)
     bs = 256  # the search evaluator's batch: the same calibration statistics
     t = time.perf_counter()
-    child = calibrated_child(net, arch, data, calib, batch_size=bs, device=device)
+    # fine-tuning trains the ELS skips as conv + BN: they fold after it
+    child = calibrated_child(net, arch, data, calib, batch_size=bs, device=device,
+                             fold_els=not cfg.finetune_epochs)
     m: dict = {"arch": str(arch), "label": pick.label, **pick.search,
                **_scores(child, arch, data, bs, device), "macs": macs(space, arch),
-               "params": sum(p.numel() for p in child.parameters()), "calib_images": calib}
+               "calib_images": calib}
     if cfg.finetune_epochs:
         before = {k: m[k] for k in ("val", "test") if k in m}
         recipe = recipe_from_config(source.get("recipe_config"))
         res = finetune(child, arch, data, cfg.finetune_epochs, recipe, teacher=teacher,
                        lr=cfg.finetune_lr, device=device, quiet=cfg.quiet)
         recalibrate_on(child, arch, data, calib, batch_size=bs)
+        child = fold_els_layers(child)
         m.update(_scores(child, arch, data, bs, device))
         m["finetune"] = {**asdict(res), "before": before}
+    m["params"] = sum(p.numel() for p in child.parameters())  # deployed: ELS folded
     m["latency_ms"] = measure_latency(child, arch.resolution, device)
     m["latency_device"] = f"{device.type}, {torch.get_num_threads()} thread(s)"
     m["export_s"] = time.perf_counter() - t

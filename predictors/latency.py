@@ -199,7 +199,9 @@ def build_latency_table(
             items = tqdm(items, desc="latency table", unit="child", disable=None)
         for a, idx in items:
             keys = layer_keys(space, a)
-            mods = _modules(net.export(a).to(device))[: max(idx) + 1]  # later layers unused
+            # unfolded ELS: entries are per layer of the plan, and a folded ELS would move
+            # its cost into the next layer's entry, whose key does not say so
+            mods = _modules(net.export(a, fold_els=False).to(device))[: max(idx) + 1]
             x = torch.randn(batch_size, 3, a.resolution, a.resolution, device=device)
             ms = measure_layers_ms(mods, x, warmup, repeats, sync)
             rows += [{"kind": keys[i].split(":")[0], "key": keys[i], "ms": ms[i], **meta}
@@ -207,7 +209,7 @@ def build_latency_table(
         if not any(r["kind"] == NETWORK for r in rows):
             gaps = []
             for a in calibration_archs(space, resolutions, calibration):
-                child = net.export(a).to(device)
+                child = net.export(a, fold_els=False).to(device)
                 x = torch.randn(batch_size, 3, a.resolution, a.resolution, device=device)
                 # whole and layer by layer back to back, so load from other processes
                 # shifts both alike and the gap is just the outer containers' calls

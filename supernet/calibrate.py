@@ -14,6 +14,7 @@ from torch import nn
 
 from .data import DataSet, calib_batches
 from .evaluation import calibrate_bn
+from .export import fold_els_layers
 from .space import Arch
 
 
@@ -44,16 +45,20 @@ def recalibrate(child: nn.Module, arch: Arch, loader: Iterable, num_images: int)
 
 def calibrated_child(net: nn.Module, arch: Arch, data: DataSet, num_images: int = 64, *,
                      batch_size: int = 256, seed: int = 0,
-                     device: str | torch.device | None = None) -> nn.Module:
+                     device: str | torch.device | None = None,
+                     fold_els: bool = True) -> nn.Module:
     """Child `arch` of `net` as plain layers (eval mode) whose BN statistics are its own:
     recomputed on a fixed, seeded set of `num_images` training images of `data`.
 
     The same (arch, data, num_images, batch_size, seed) gives the same statistics as the
-    search's evaluator, so an exported child scores what it scored in the search.
+    search's evaluator, so an exported child scores what it scored in the search. ELS
+    skips fold after the recalibration (their BN is recalibrated too); `fold_els=False`
+    keeps them, for a child to fine-tune (then `export.fold_els_layers`).
     """
     device = torch.device(device or "cpu")
-    child = net.export(arch).to(device)
-    return recalibrate_on(child, arch, data, num_images, batch_size=batch_size, seed=seed)
+    child = net.export(arch, fold_els=False).to(device)
+    child = recalibrate_on(child, arch, data, num_images, batch_size=batch_size, seed=seed)
+    return fold_els_layers(child) if fold_els else child
 
 
 def recalibrate_on(child: nn.Module, arch: Arch, data: DataSet, num_images: int, *,

@@ -17,6 +17,7 @@ import torch
 import yaml
 from torch import nn
 
+from .export import fold_els_layers
 from .model import ElasticSupernet
 from .space import Arch, SearchSpace, space_from_dict
 from .utils import load_format
@@ -71,17 +72,20 @@ def read_child(path: str | Path) -> ChildFile:
                      d.get("metrics", {}), d.get("source", {}))
 
 
-def build_child(space: SearchSpace, arch: Arch) -> nn.Module:
+def build_child(space: SearchSpace, arch: Arch, fold_els: bool = True) -> nn.Module:
     """The untrained layer structure of child `arch` (what `export` returns)."""
-    return ElasticSupernet(space, zero_init_residual_bn=False).export(arch)
+    return ElasticSupernet(space, zero_init_residual_bn=False).export(arch, fold_els)
 
 
 def load_child(path: str | Path) -> nn.Module:
-    """The plain child module of a model.pt, in eval mode, without the supernet."""
+    """The plain child module of a model.pt, in eval mode, without the supernet; ELS
+    skips folded, also those of a file saved before export folded them."""
     f = read_child(path)
-    child = build_child(f.space, f.arch)
+    child = build_child(f.space, f.arch, fold_els=False)
+    if child.state_dict().keys() != f.state_dict.keys():  # saved folded
+        child = fold_els_layers(child)
     child.load_state_dict(f.state_dict)
-    return child.eval()
+    return fold_els_layers(child).eval()  # folding twice changes nothing
 
 
 def check_onnx_available() -> None:

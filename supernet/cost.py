@@ -42,11 +42,22 @@ def _block(space: SearchSpace, se: bool, c_in: int, c_out: int, kernel: int,
     return m, n, out_hw
 
 
+def _els_run(c0: int, c: int, hw: int, expand: float, residual: bool) -> tuple[int, int]:
+    """(MACs, params) a run of ELS layers (c0 -> c channels, output hw x hw) adds to the
+    block after it, deployed: merged into its expand conv (that conv reads c0 channels,
+    not c) where nothing else reads the run, else collapsed into one 1x1 conv + BN."""
+    if expand != 1 and not residual:
+        mid = mid_width(c, expand)
+        return hw * hw * (c0 - c) * mid, (c0 - c) * mid
+    return hw * hw * c0 * c, c0 * c + 2 * c
+
+
 def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
     """(MACs, params) of child `arch` at its resolution, in one pass.
 
     Blocks 1.. of a stage share one shape (input width = output width, stride 1), so a
-    stage costs its first block plus (depth - 1) times its second.
+    stage costs its first block plus (depth - 1) times its second. Layer-wise ELS skips
+    cost what they cost folded (`export.fold_els_layers`), as deployed.
     """
     hw = conv_out(arch.resolution, space.stem_stride)
     c = arch.stem
@@ -59,18 +70,25 @@ def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
             bm += (st.depth - 1) * rm
             bn += (st.depth - 1) * rn
         m, n, c = m + bm, n + bn, st.width
+    els_in = 0  # input width of a pending run of ELS layers (0: none), see export.fold_els_layers
     for lspec, op in zip(space.layers, arch.layers):  # layer-wise family
         if op == SKIP:
             hw = conv_out(hw, lspec.stride)
-            if space.els:  # 1x1 conv (stride of the layer) + BN; a pure skip is free
-                m += hw * hw * c * lspec.width
-                n += c * lspec.width + 2 * lspec.width
+            if space.els and not els_in:  # charged where the run ends; a pure skip is free
+                els_in = c
         else:
             e, k, se = _op_shape(op)
-            bm, bn, hw = _block(space, se, c, lspec.width, k, e, hw, lspec.stride)
-            m, n = m + bm, n + bn
+            bm, bn, out_hw = _block(space, se, c, lspec.width, k, e, hw, lspec.stride)
+            if els_in:
+                rm, rn = _els_run(els_in, c, hw, e, lspec.stride == 1 and c == lspec.width)
+                bm, bn, els_in = bm + rm, bn + rn, 0
+            m, n, hw = m + bm, n + bn, out_hw
         c = lspec.width
     hw, head = hw * hw, arch.head
+    if els_in:  # the run folds into the head's 1x1 conv: it reads els_in channels, not c
+        w = space.head_expand * c if space.head_style == "mbv3" else head
+        m += hw * (els_in - c) * w
+        n += (els_in - c) * w
     if space.head_style == "mbv3":  # 1x1 final expand + BN, pool, 1x1 feature mix (bias-free)
         mid = space.head_expand * c
         m += hw * c * mid + mid * head

@@ -1,4 +1,9 @@
-"""Copy a child out of the supernet as plain torch layers (Conv2d, BatchNorm2d, Linear)."""
+"""Copy a child out of the supernet as plain torch layers (Conv2d, BatchNorm2d, Linear).
+
+Layer-wise ELS skips (1x1 conv + BN, no activation) are linear in eval mode, so a run of
+them merges into the next dense 1x1 conv (SCARLET-NAS supplement, Eq. 4):
+`fold_els_layers`.
+"""
 
 from __future__ import annotations
 
@@ -51,10 +56,15 @@ def _bn(dyn: DynamicBatchNorm2d, c: int) -> nn.BatchNorm2d:
     return bn
 
 
+class ELS(nn.Sequential):
+    """An exported ELS skip: 1x1 conv (the layer's stride) + BN, no activation. Its own
+    class only so that `fold_els_layers` finds it; state-dict keys are a Sequential's."""
+
+
 def _skip(blk, p: BlockPlan) -> nn.Module:
     """A layer-wise skip choice: ELS as conv + BN; a pure skip as pool and zero channels."""
     if p.kind != PURE_SKIP:
-        return nn.Sequential(_conv(blk.conv, p.c_in, p.c_out), _bn(blk.bn, p.c_out))
+        return ELS(_conv(blk.conv, p.c_in, p.c_out), _bn(blk.bn, p.c_out))
     layers: list[nn.Module] = []
     if p.stride > 1:
         layers.append(nn.AvgPool2d(p.stride, p.stride, ceil_mode=True, count_include_pad=False))
@@ -87,9 +97,64 @@ def _block(blk, p: BlockPlan, space) -> nn.Module:
     return MBConv(nn.Sequential(*layers), shortcut)
 
 
-def export_child(net, arch) -> nn.Sequential:
+def _fold_target(m: nn.Module) -> nn.Sequential | None:
+    """The container whose [0] is a dense 1x1 conv reading all of `m`'s input and whose
+    [1] is that conv's BN; None when an ELS before `m` cannot merge into it."""
+    if isinstance(m, MBConv):
+        # a residual reads the input too; without expansion the first conv is depthwise
+        m = m.body if m.shortcut is None else None
+    if not isinstance(m, nn.Sequential) or len(m) < 2:
+        return None
+    conv, bn = m[0], m[1]
+    dense_1x1 = (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
+                 and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1))
+    return m if dense_1x1 and isinstance(bn, nn.BatchNorm2d) else None
+
+
+def _merge(els: ELS, target: nn.Sequential) -> None:
+    """Replace target[0] by target[0] o BN o conv of `els` (eval-mode BN: an affine map).
+
+    The merged conv gets no bias: its constant W2 (beta - scale * mean) is taken off
+    target[1]'s running mean instead, exact for the eval-mode BN that follows it."""
+    conv1, bn1 = els
+    conv2, bn2 = target[0], target[1]
+    scale = bn1.weight.double() / torch.sqrt(bn1.running_var.double() + bn1.eps)
+    shift = bn1.bias.double() - scale * bn1.running_mean.double()
+    if conv1.bias is not None:
+        shift = shift + scale * conv1.bias.double()
+    w2 = conv2.weight[:, :, 0, 0].double()
+    w = w2 @ (scale[:, None] * conv1.weight[:, :, 0, 0].double())
+    # 1x1, no padding: a stride-s1 conv then a stride-s2 one samples every s1*s2-th pixel
+    stride = conv1.stride[0] * conv2.stride[0]
+    merged = nn.Conv2d(conv1.in_channels, conv2.out_channels, 1, stride,
+                       bias=conv2.bias is not None).to(conv2.weight)
+    merged.weight.copy_(w[:, :, None, None])
+    if conv2.bias is not None:
+        merged.bias.copy_(conv2.bias)
+    bn2.running_mean.sub_((w2 @ shift).to(bn2.running_mean))
+    target[0] = merged
+
+
+@torch.no_grad()
+def fold_els_layers(child: nn.Sequential) -> nn.Sequential:
+    """Merge, in place, every ELS of an exported `child` into the next layer's dense 1x1
+    conv where only that conv reads it (next ELS, expand conv of a block without residual,
+    head conv); folded ELS become Identity, so block i stays layer i. Exact in eval mode
+    only: train or recalibrate BN before folding. Returns `child`."""
+    _, blocks, head = child
+    for i, blk in enumerate(blocks):  # in order: a run folds forward into its last ELS
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else head
+        target = _fold_target(nxt) if isinstance(blk, ELS) else None
+        if target is not None:
+            _merge(blk, target)
+            blocks[i] = nn.Identity()
+    return child
+
+
+def export_child(net, arch, fold_els: bool = True) -> nn.Sequential:
     """Standalone `nn.Sequential(stem, blocks, head)` of child `arch` with copied weights
-    and the supernet's raw BN statistics (see `supernet.calibrate.calibrated_child`)."""
+    and the supernet's raw BN statistics (see `supernet.calibrate.calibrated_child`);
+    ELS folded (deployed form) unless `fold_els` is False (to train or recalibrate it)."""
     space, p = net.space, net.plan(arch)
     stem = nn.Sequential(_conv(net.stem_conv, 3, p.stem_out, 3), _bn(net.stem_bn, p.stem_out),
                          make_act(space.stem_act))
@@ -108,4 +173,4 @@ def export_child(net, arch) -> nn.Sequential:
     head += [nn.Flatten(1), nn.Dropout(space.dropout), lin]
     child = nn.Sequential(stem, blocks, nn.Sequential(*head))
     child.train(net.training)
-    return child
+    return fold_els_layers(child) if fold_els else child

@@ -151,15 +151,17 @@ class ElasticSupernet(nn.Module):
         return self.classifier(x)
 
     @torch.no_grad()
-    def export(self, arch: Arch) -> nn.Sequential:
+    def export(self, arch: Arch, fold_els: bool = True) -> nn.Sequential:
         """A standalone copy of child `arch` made of standard torch layers.
 
         It copies the raw BN running statistics stored in the supernet, which are not
         this child's (they are whatever was last computed, e.g. the largest child's):
-        use `supernet.calibrated_child` for a child with its own statistics."""
+        use `supernet.calibrated_child` for a child with its own statistics. ELS skips
+        are folded into the next conv (exact in eval mode); `fold_els=False` keeps them
+        as conv + BN, for a child to train or recalibrate (then `fold_els_layers`)."""
         from .export import export_child
 
-        return export_child(self, arch)
+        return export_child(self, arch, fold_els)
 
 
 def _layer_plans(space: SearchSpace, c: int) -> list[dict[str, BlockPlan]]:

@@ -23,10 +23,13 @@ from nas_search.strategies import run_strategy
 from nas_search.testing import OracleEvaluator
 from predictors.features import ArchEncoder
 from predictors.latency import covering_archs, layer_keys
-from supernet import ElasticSupernet, load_checkpoint
+from supernet import ElasticSupernet, calibrated_child, load_checkpoint, load_child
 from supernet.checkpoint import atomic_torch_save, read_checkpoint
+from supernet.child_file import ChildFile, save_child
 from supernet.cli import main as train_main
 from supernet.cost import cost, macs, params
+from supernet.data import load_data, normalize, resize
+from supernet.export import ELS
 from supernet.plan import child_plan
 from supernet.single_path import single_path_children
 from supernet.space import SKIP, Arch, load_space, op_shape, space_from_dict, with_els
@@ -160,7 +163,7 @@ def test_eq4_a_1x1_conv_then_kxk_conv_is_one_kxk_conv_with_merged_weights() -> N
     # expand conv: the BN's affine map folds in too, leaving a bias
     net = randomise(ElasticSupernet(TINY), seed=1)
     arch = Arch.parse("r32-s16-e1k3-e3k3-skip-e6k5-e3k3-e3k3-skip-e3k7-e6k3-e3k5-h256")
-    child = net.export(arch)
+    child = net.export(arch, fold_els=False)  # as trained; export folds it by default
     els, nxt = child[1][2], child[1][3].body[0]  # layer 2 is a skip (24 -> 24)
     conv, bn = els
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -182,9 +185,14 @@ def test_skip_is_els_or_a_pure_skip() -> None:
     assert all(b.kind == "els" for b in els[1:]) and all(b.kind == "skip" for b in pure[1:])
     m_els, n_els = cost(TINY, arch)
     m_pure, n_pure = cost(pure_space, arch)
-    # the ELS 1x1 convs + BN are the whole difference
+    # as trained, the ELS 1x1 convs + BN are the whole difference
     extra = [(b.out_hw ** 2 * b.c_in * b.c_out, b.c_in * b.c_out + 2 * b.c_out) for b in els[1:]]
-    assert m_els - m_pure == sum(m for m, _ in extra) and n_els - n_pure == sum(n for _, n in extra)
+    unfolded = ElasticSupernet(TINY).eval().export(arch, fold_els=False)
+    assert sum(p.numel() for p in unfolded.parameters()) - n_pure == sum(n for _, n in extra)
+    assert fvcore_macs(unfolded, 32) - m_pure == sum(m for m, _ in extra)
+    # deployed, they fold into the head's conv, which then reads the 16 channels of layer
+    # 0 where the pure skips zero-pad them to 96 (4 x 4 pixels, 256 wide)
+    assert (m_pure - m_els, n_pure - n_els) == (16 * (96 - 16) * 256, (96 - 16) * 256)
     torch.manual_seed(0)
     net = ElasticSupernet(pure_space).eval()
     assert not any(p.numel() for p in net.layers[1]["skip"].parameters())
@@ -231,6 +239,128 @@ def test_export_equals_supernet_and_cost_equals_fvcore(name: str, els: bool, n: 
 
 def i_seed(name: str) -> int:
     return LAYERWISE.index(name)
+
+
+# ---- ELS folded at export (supplement, Eq. 4) -------------------------------------------
+
+# scarlet-tiny with a non-expanding choice (its first conv is depthwise) in every layer
+FOLD = space_from_dict({**TINY.to_dict(), "name": "tiny-e1",
+                        "layers": [{**d, "ops": d["ops"] if i == 0 else ["e1k3", *d["ops"]]}
+                                   for i, d in enumerate(TINY.to_dict()["layers"])]})
+# layers 1-9 of a child (widths 24 24 32 32 32 64 64 64 96, stride 2 at 1, 3 and 6) and
+# the layers left as ELS (conv + BN) once folded
+FOLD_CASES = {
+    "run-into-expand-at-stride-2": ("skip-skip-e3k3-e3k5-e3k3-e6k3-e3k3-e3k3-e6k3", []),
+    "run-before-residual": ("e3k3-e3k3-skip-skip-e3k3-e6k3-e3k3-e3k3-e6k3", [4]),
+    "before-non-expanding": ("e3k3-e3k3-e3k3-e3k3-e3k3-e6k3-e3k3-skip-e1k3", [8]),
+    "into-the-head": ("e3k3-e3k3-e3k3-e3k3-e3k3-skip-skip-skip-skip", []),
+    "everywhere": ("skip-skip-skip-skip-e3k3-skip-e1k3-skip-skip", [4, 6]),
+    "all-skip": ("skip-skip-skip-skip-skip-skip-skip-skip-skip", []),
+}
+
+
+def features(child: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled features before the classifier (the logits are near zero: std-0.01 init)."""
+    stem, blocks, head = child
+    return head[:-1](blocks(stem(x)))
+
+
+@pytest.fixture(scope="module")
+def fold_net() -> ElasticSupernet:
+    return randomise(ElasticSupernet(FOLD), seed=3)
+
+
+@pytest.mark.parametrize("case", FOLD_CASES)
+@torch.no_grad()
+def test_folded_export_equals_unfolded_and_keeps_only_els_that_cannot_fold(
+        fold_net: ElasticSupernet, case: str) -> None:
+    layers, kept = FOLD_CASES[case]
+    arch = FOLD.parse(f"r32-s16-e1k3-{layers}-h256")
+    folded, unfolded = fold_net.export(arch), fold_net.export(arch, fold_els=False)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    want = features(unfolded, x)
+    assert want.abs().mean() > 0.1  # not a trivially small output
+    assert (features(folded, x) - want).abs().max() < 1e-4
+    assert (fold_net(x, arch) - folded(x)).abs().max() < 1e-4
+    skips = [i for i, op in enumerate(arch.layers) if op == SKIP]
+    assert [i for i in skips if isinstance(unfolded[1][i], ELS)] == skips
+    assert [i for i, b in enumerate(folded[1]) if isinstance(b, ELS)] == kept
+    assert all(isinstance(folded[1][i], nn.Identity) for i in skips if i not in kept)
+    convs = [sum(isinstance(m, nn.Conv2d) for m in c.modules()) for c in (folded, unfolded)]
+    assert convs[1] - convs[0] == len(skips) - len(kept)
+    # random BN statistics: a folded constant moves the running mean of the conv's BN
+    means = [(k, v) for k, v in folded.state_dict().items() if k.endswith("running_mean")]
+    moved = any(not torch.equal(v, unfolded.state_dict()[k]) for k, v in means)
+    assert moved == (len(kept) < len(skips))
+
+
+@torch.no_grad()
+def test_a_run_folds_into_one_els_with_the_strides_multiplied(fold_net) -> None:
+    arch = FOLD.parse("r32-s16-e1k3-" + FOLD_CASES["run-before-residual"][0] + "-h256")
+    conv = fold_net.export(arch)[1][4][0]  # layers 3 (24 -> 32, stride 2) and 4 (32 -> 32)
+    assert (conv.in_channels, conv.out_channels, conv.stride, conv.bias) == (24, 32, (2, 2), None)
+    head = fold_net.export(FOLD.min_arch())[2][0]  # every skip into the head's conv
+    assert (head.in_channels, head.stride) == (16, (8, 8))
+
+
+def test_folding_is_exact_after_training_steps() -> None:
+    torch.manual_seed(0)
+    net = ElasticSupernet(FOLD)
+    arch = FOLD.parse("r32-s16-e1k3-" + FOLD_CASES["everywhere"][0] + "-h256")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(3):  # train mode: BN statistics and weights move
+        loss = F.cross_entropy(net(torch.randn(8, 3, 32, 32), arch), torch.arange(8))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = features(net.export(arch, fold_els=False), x)
+        assert (features(net.export(arch), x) - want).abs().max() < 1e-4
+    # folding is an eval-mode map: a child exported in training mode can opt out
+    assert any(isinstance(b, ELS) for b in net.train().export(arch, fold_els=False)[1][1:4])
+
+
+@pytest.mark.parametrize("name,n", [("scarlet-tiny", 20), ("tiny-e1", 20), ("scarlet-s1", 1)])
+@torch.no_grad()
+def test_cost_equals_fvcore_on_folded_children(name: str, n: int) -> None:
+    space = FOLD if name == "tiny-e1" else load_space(name)
+    net = ElasticSupernet(space).eval()
+    rng = np.random.default_rng(5)
+    archs = [space.sample(rng) for _ in range(n)]
+    if name == "scarlet-s1":  # and runs of skips before each kind of layer, stride 2 too
+        archs.append(space.parse("r224-s32-e1k3-skip-skip-e3k3-skip-e6k5-skip-skip-skip-e3k5-"
+                                 "e6k3-e3k7-skip-e6k3-skip-skip-e3k3-e6k7-skip-skip-h1280"))
+    for arch in archs:
+        child = net.export(arch)
+        assert macs(space, arch) == fvcore_macs(child, arch.resolution), arch
+        assert params(space, arch) == sum(p.numel() for p in child.parameters()), arch
+
+
+@torch.no_grad()
+def test_load_child_folds_a_file_saved_unfolded(fold_net, tmp_path) -> None:
+    arch = FOLD.parse("r32-s16-e1k3-" + FOLD_CASES["everywhere"][0] + "-h256")
+    x = torch.randn(2, 3, 32, 32)
+    for fold in (True, False):  # as saved now, and as saved before export folded ELS
+        child = fold_net.export(arch, fold_els=fold)
+        save_child(tmp_path / "model.pt", ChildFile(arch, FOLD, child.state_dict(), 32, 32,
+                                                    (0.5,) * 3, (0.25,) * 3))
+        loaded = load_child(tmp_path / "model.pt")
+        assert [i for i, b in enumerate(loaded[1]) if isinstance(b, ELS)] == [4, 6]
+        assert (features(loaded, x) - features(child, x)).abs().max() < 1e-4
+
+
+def test_calibrated_child_recalibrates_before_folding(fold_net) -> None:
+    data = load_data("digits", 32, 0)
+    arch = FOLD.parse("r32-s16-e1k3-" + FOLD_CASES["everywhere"][0] + "-h256")
+    folded = calibrated_child(fold_net, arch, data, 32, batch_size=16)
+    unfolded = calibrated_child(fold_net, arch, data, 32, batch_size=16, fold_els=False)
+    assert any(isinstance(b, ELS) for b in unfolded[1][:4])
+    assert not any(isinstance(b, ELS) for b in folded[1][:4])
+    x = resize(normalize(data.val.x[:4], data), 32)
+    with torch.no_grad():
+        assert (features(folded, x) - features(unfolded, x)).abs().max() < 1e-4
 
 
 def test_residual_blocks_start_as_identity() -> None:
