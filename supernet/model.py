@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +60,17 @@ class SkipChoice(nn.Module):
         els = p.kind != PURE_SKIP
         self.conv = DynamicConv2d(p.c_in, p.c_out, 1, p.stride) if els else None
         self.bn = DynamicBatchNorm2d(p.c_out) if els else None
+        if els:
+            # Start as the identity on the channels it keeps: every other choice of a
+            # residual layer starts as one too (zero-initialised last BN), so the paths a
+            # single-path step mixes agree at first. A random 1x1 map here scrambled the
+            # features of every child that took a skip, and the supernet did not learn.
+            # The new channels of a widening skip keep their random start: all-zero rows
+            # would give constant channels, which BN divides by sqrt(eps) in training.
+            n = min(p.c_in, p.c_out)
+            with torch.no_grad():
+                self.conv.weight[:n].zero_()
+                self.conv.weight[range(n), range(n)] = 1.0
 
     def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         if self.conv is not None:
@@ -88,10 +101,9 @@ class ElasticSupernet(nn.Module):
                 for b in blocks
             ))
         self.stages = nn.ModuleList(stages)
-        # layer-wise family: per layer one block per choice, no weights shared between them
-        self.layers = nn.ModuleList(nn.ModuleDict(
-            (op, _choice_block(space, p)) for op, p in ops.items())
-            for ops in _layer_plans(space, mx.stem_out))
+        # layer-wise family: per layer the skip and the block(s) of the other choices
+        self.layers = nn.ModuleList(_layer_blocks(space, ops)
+                                    for ops in _layer_plans(space, mx.stem_out))
         if space.head_style == "mbv3":
             self.final_conv = DynamicConv2d(mx.last_width, mx.head_mid)
             self.final_bn = DynamicBatchNorm2d(mx.head_mid)
@@ -117,13 +129,15 @@ class ElasticSupernet(nn.Module):
                 if i > 0 or self.space.shortcut == "always":
                     nn.init.zeros_(blk.project_bn.weight)
         for ops in _layer_plans(self.space, max(self.space.stem_widths)):
-            for op, p in ops.items():
+            for p in ops.values():
                 if p.residual:
-                    nn.init.zeros_(self.layers[p.stage][op].project_bn.weight)
+                    nn.init.zeros_(self.block(p).project_bn.weight)
 
     def block(self, p: BlockPlan) -> nn.Module:
         """The supernet module that runs block `p` of a child."""
-        return self.layers[p.stage][p.op] if p.op else self.stages[p.stage][p.index]
+        if p.op:
+            return self.layers[p.stage][_block_key(self.space, p)]
+        return self.stages[p.stage][p.index]
 
     def plan(self, arch: Arch) -> ChildPlan:
         """The resolved layer shapes of `arch` (validated once, then cached)."""
@@ -174,8 +188,33 @@ def _layer_plans(space: SearchSpace, c: int) -> list[dict[str, BlockPlan]]:
     return out
 
 
-def _choice_block(space: SearchSpace, p: BlockPlan) -> nn.Module:
-    """The module of one layer-wise choice: an MBConv block sized for it, or a skip."""
+SHARED = "mbconv"  # the key of a layer's shared block in `ElasticSupernet.layers`
+
+
+def _block_key(space: SearchSpace, p: BlockPlan) -> str:
+    """Which module of its layer runs choice `p`: the skip, the shared block, or its own."""
     if p.kind != MBCONV:
-        return SkipChoice(p)
-    return DynamicBlock(space, p, p.kernel, p.has_expand, bool(p.se), False)
+        return p.op
+    return SHARED if space.shared_choices else p.op
+
+
+def _layer_blocks(space: SearchSpace, plans: dict[str, BlockPlan]) -> nn.ModuleDict:
+    """The modules of one layer-wise layer. Shared (the default): one MBConv block sized
+    for the largest expand, kernel and SE of the layer, which every block choice slices
+    (lower channels, centre kernel), so all choices write the same features into the
+    next layer; separate (FairNAS, SCARLET-NAS): one block per choice. With separate
+    blocks every layer that changes shape hands the next one features from unrelated
+    weights, and uniform single-path training learned next to nothing in short runs."""
+    out = nn.ModuleDict()
+    blocks = [p for p in plans.values() if p.kind == MBCONV]
+    if blocks and space.shared_choices:
+        big = replace(blocks[0], mid=max(p.mid for p in blocks),
+                      kernel=max(p.kernel for p in blocks), se=max(p.se for p in blocks),
+                      has_expand=any(p.has_expand for p in blocks))
+        out[SHARED] = DynamicBlock(space, big, big.kernel, big.has_expand, bool(big.se), False)
+    for op, p in plans.items():
+        if p.kind != MBCONV:
+            out[op] = SkipChoice(p)
+        elif not space.shared_choices:
+            out[op] = DynamicBlock(space, p, p.kernel, p.has_expand, bool(p.se), False)
+    return out

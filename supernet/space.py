@@ -195,6 +195,9 @@ class SearchSpace:
     zero_init_residual_bn: bool = True
     layers: tuple[LayerSpec, ...] = ()  # layer-wise family only
     els: bool = True  # layer-wise: skip = 1x1 conv + BN (ELS); False: a pure skip
+    # layer-wise: the block choices of a layer slice one block's weights (largest expand,
+    # kernel, SE), as OFA's elastic layers do; False: one block per choice (FairNAS)
+    shared_choices: bool = True
     # Images are prepared (cropped) at this resolution, then resized to each child's
     # (BigNAS supplement C: 224 on ImageNet); 0 means the largest resolution.
     base_resolution: int = 0
@@ -394,7 +397,8 @@ class SearchSpace:
                          "expand": self.head_expand, "act": self.head_act,
                          "dropout": self.dropout},
                 "num_classes": self.num_classes,
-                "block": {"els": self.els, "se_source": self.se_source,
+                "block": {"els": self.els, "shared_choices": self.shared_choices,
+                          "se_source": self.se_source,
                           "se_ratio": self.se_ratio, "se_act": self.se_act,
                           "se_gate": self.se_gate, "se_divisible": self.se_divisible,
                           "zero_init_residual_bn": self.zero_init_residual_bn},
@@ -511,6 +515,7 @@ def space_from_dict(d: dict) -> SearchSpace:
         zero_init_residual_bn=bool(block.get("zero_init_residual_bn", True)),
         layers=tuple(layers),
         els=bool(block.get("els", True)),
+        shared_choices=bool(block.get("shared_choices", True)),
     )
 
 

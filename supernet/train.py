@@ -468,7 +468,8 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             step = epoch * steps + i
             pools = None
             if space.family == "layerwise":  # SCARLET-NAS: single path, labels only
-                children = single_path_children(space, cfg.seed, step, cfg.fair)
+                children = single_path_children(space, cfg.seed, step, cfg.fair,
+                                                cfg.num_random)
                 step_fn = single_path_step
             else:
                 children = warmup_children(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -363,28 +364,62 @@ def test_calibrated_child_recalibrates_before_folding(fold_net) -> None:
         assert (features(folded, x) - features(unfolded, x)).abs().max() < 1e-4
 
 
-def test_residual_blocks_start_as_identity() -> None:
-    on = ElasticSupernet(TINY)
-    for i, spec in enumerate(TINY.layers):
-        for op, blk in on.layers[i].items():
+@pytest.mark.parametrize("shared", [True, False])
+def test_every_choice_starts_as_identity_where_its_layer_keeps_the_shape(shared) -> None:
+    """Residual blocks start as the identity (zero last BN gamma), and so does the ELS on
+    the channels it keeps, so the paths of a single-path step agree at first."""
+    space = replace(TINY, shared_choices=shared)
+    on = ElasticSupernet(space)
+    for i, spec in enumerate(space.layers):
+        for op in spec.ops:
+            p = child_plan(space, space.decode([0, 0, *[0] * i, spec.ops.index(op),
+                                                *[0] * (len(space.layers) - i - 1), 0])
+                           ).blocks[i]
+            blk = on.block(p)
             if op == SKIP:
-                continue
-            p = child_plan(TINY, TINY.decode([0, 0, *[0] * i, spec.ops.index(op),
-                                              *[0] * (len(TINY.layers) - i - 1), 0])).blocks[i]
-            assert bool((blk.project_bn.weight == 0).all()) == p.residual, (i, op)
+                w = blk.conv.weight[:, :, 0, 0]
+                n = min(p.c_in, p.c_out)
+                assert torch.equal(w[:n, :n], torch.eye(n)), i
+                # widening: the new channels are not constant (BN would divide by eps)
+                assert p.c_out == n or bool((w[n:].abs().sum(1) > 0).all()), i
+            else:
+                assert bool((blk.project_bn.weight == 0).all()) == p.residual, (i, op)
+
+
+def test_block_choices_of_a_layer_share_one_block_unless_separate() -> None:
+    shared, separate = ElasticSupernet(TINY), ElasticSupernet(replace(TINY, shared_choices=False))
+    assert set(shared.layers[1]) == {"mbconv", SKIP}
+    assert set(separate.layers[1]) == set(TINY.layers[1].ops)
+    # the shared block holds the largest choice: e6 expand and the 7x7 kernel
+    blk = shared.layers[1]["mbconv"]
+    assert blk.dw_conv.weight.shape[-1] == 7
+    assert blk.expand_conv.weight.shape[0] == max(
+        b.expand_conv.weight.shape[0] for op, b in separate.layers[1].items() if op != SKIP)
+    assert sum(p.numel() for p in shared.parameters()) < sum(
+        p.numel() for p in separate.parameters())
+    a = TINY.sample(np.random.default_rng(0))
+    x = torch.randn(2, 3, 32, 32)
+    for net in (shared, separate):  # export slices the same weights the forward does
+        net.eval()
+        with torch.no_grad():
+            assert (net(x, a) - net.export(a, fold_els=False).eval()(x)).abs().max() < 1e-4
 
 
 # ---- training ---------------------------------------------------------------------------
 
 
 def test_single_path_children_uniform_or_strictly_fair() -> None:
-    one = single_path_children(TINY, seed=0, step=5)
-    assert len(one) == 1 and one == single_path_children(TINY, seed=0, step=5)
-    assert one != single_path_children(TINY, seed=0, step=6)
+    one = single_path_children(TINY, seed=0, step=5, num_random=1)
+    # one uniform child, then the smallest (all skips), which a uniform draw never gives
+    assert len(one) == 2 and one[1] == TINY.min_arch()
+    assert one == single_path_children(TINY, seed=0, step=5, num_random=1)
+    assert one[0] != single_path_children(TINY, seed=0, step=6, num_random=1)[0]
+    two = single_path_children(TINY, seed=0, step=5)  # the default: two uniform children
+    assert len(two) == 3 and two[0] != two[1] and two[2] == TINY.min_arch()
     fair = single_path_children(TINY, seed=0, step=5, fair=True)
-    assert len(fair) == 7
+    assert len(fair) == 8 and fair[-1] == TINY.min_arch()
     for i, spec in enumerate(TINY.layers):  # every choice of every layer exactly once
-        got = sorted(a.layers[i] for a in fair)
+        got = sorted(a.layers[i] for a in fair[:7])
         assert got == sorted(spec.ops * (7 // len(spec.ops)))
 
 
@@ -428,10 +463,11 @@ def test_a_checkpoint_older_than_the_els_and_fair_fields_is_the_same_run(small, 
 @pytest.mark.parametrize("fair", [False, True])
 def test_two_gloo_processes_match_one_process(small, tmp_path, fair: bool) -> None:
     """DDP under torchrun: single-path steps give the weights one process gives with the
-    same global batch (1e-7 apart after 4 steps, measured). Strictly fair steps (3
-    children, gradients reduced once, in the last backward) drift more, 1e-3, as do 8
-    uniform steps (the float differences of a half-batch grow); lost gradients of the
-    earlier children would leave their choices' weights untrained instead."""
+    same global batch. A step trains several children (two uniform and the smallest, or
+    the strictly fair ones and the smallest) with gradients reduced once, in the last
+    backward; the float differences of a half-batch then drift to about 1e-3 after 4
+    steps (one child a step stayed 1e-7 apart); lost gradients of the earlier children
+    would leave their choices' weights untrained instead."""
     space = small[0]
     rng = np.random.default_rng(0)  # 72 training images: 4 steps (float drift grows with more)
     y = np.arange(80) % 10
@@ -454,7 +490,7 @@ def test_two_gloo_processes_match_one_process(small, tmp_path, fair: bool) -> No
     assert ddp["world_size"] == 2 and ddp["step"] == one["step"] == 4
     torch.manual_seed(0)
     init = ElasticSupernet(space).state_dict()
-    atol = 2e-2 if fair else 1e-5
+    atol = 2e-2
     moved: dict[str, set] = {"one": set(), "ddp": set()}
     for k, v in one["state_dict"].items():
         if v.is_floating_point() and "running" not in k:
@@ -463,8 +499,8 @@ def test_two_gloo_processes_match_one_process(small, tmp_path, fair: bool) -> No
             moved["one"] |= {choice} if not torch.equal(v, init[k]) else set()
             moved["ddp"] |= {choice} if not torch.equal(ddp["state_dict"][k], init[k]) else set()
     if fair:  # every choice of every layer trained, in both
-        every = {f"layers.{i}.{op}" for i, spec in enumerate(load_space(space).layers)
-                 for op in spec.ops}
+        every = {f"layers.{i}.{op if op == SKIP else 'mbconv'}"
+                 for i, spec in enumerate(load_space(space).layers) for op in spec.ops}
         assert every <= moved["one"] and every <= moved["ddp"]
 
 
@@ -505,3 +541,26 @@ def test_predictor_features_and_latency_keys_cover_the_space() -> None:
     # have the same input and output: their blocks share table entries)
     shapes = {(b.c_in, b.c_out, b.stride, b.in_hw) for b in child_plan(TINY, archs[0]).blocks[1:]}
     assert len(shapes) == 7 and len(covered) == 3 + 7 * len(shapes)
+
+
+def test_scarlet_tiny_learns_digits_with_the_defaults(tmp_path, one_thread) -> None:
+    """Regression (issue 16): single-path training kept the loss at ln 10 and every child
+    near chance. With the defaults cut to 3 epochs (the 8-epoch run reaches 97-100%) the
+    largest and random children learn, and the all-skip child is well above chance."""
+    path = train(TrainConfig(space="scarlet-tiny", data="digits", epochs=3, quiet=True,
+                             threads=1, out=str(tmp_path / "run")))
+    net, extra = load_checkpoint(path)
+    assert extra["history"][-1]["loss"] < 1.9  # ln 10 = 2.30
+    data = load_data("digits", 32, 0)
+    rng = np.random.default_rng(0)
+    space = net.space
+    top1 = {}
+    for a in [space.max_arch(), space.min_arch(), *(space.sample(rng) for _ in range(3))]:
+        child = calibrated_child(net, a, data, 256)
+        x = resize(normalize(data.val.x, data), 32)
+        with torch.no_grad():
+            top1[a] = (child(x).argmax(1) == data.val.y).float().mean().item()
+    acc = list(top1.values())
+    assert acc[0] > 0.75, top1  # largest (was 13%)
+    assert acc[1] > 0.3, top1  # all skips (was 5-11%)
+    assert np.mean(acc[2:]) > 0.5, top1  # random children
