@@ -25,6 +25,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    """'192,224,288' -> (192, 224, 288); argparse turns the ValueError into exit 2."""
+    try:
+        out = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers") from None
+    if not out or min(out) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: resolutions must be positive")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `nas-train` flags; defaults are TrainConfig's."""
     d = TrainConfig()
@@ -48,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
       help=f"default: the recipe's ({r.warmup_epochs:g})")
     a("--num-random", type=int, default=d.num_random,
       help="random children per step besides the largest and smallest (default %(default)s)")
+    a("--resolutions", type=_ints, default=d.resolutions,
+      help="training resolutions, comma-separated, those of the space that are listed "
+      "(default: the recipe's; small: all of the space's; bignas: 192,224,288,320)")
     a("--seed", type=int, default=d.seed, help="default %(default)s")
     a("--out", default=str(d.out), help="run folder: supernet.pt, log.csv (default %(default)s)")
     a("--resume", action="store_true", help="continue from <out>/supernet.pt")

@@ -30,6 +30,9 @@ class Recipe:
     teacher_warmup: float  # share of the run in which the largest child trains alone
     floor_at: float  # "exp" schedule: share of the decay span at which the floor is reached
     sampling: str  # random children: "uniform" or AttentiveNAS's "best-up" / "worst-up"
+    # training resolutions, those of the space that are listed here; () or none listed
+    # in the space: all of the space's
+    resolutions: tuple[int, ...] = ()
 
 
 RECIPES: dict[str, Recipe] = {
@@ -47,7 +50,7 @@ RECIPES: dict[str, Recipe] = {
     "bignas": Recipe(epochs=360, batch_size=4096, lr=0.256, optimizer="rmsprop",
                      schedule="bignas", warmup_epochs=5.0, weight_decay=1e-5,
                      label_smoothing=0.1, dropout=0.2, grad_clip=0.0, teacher_warmup=0.0,
-                     floor_at=2 / 3, sampling="uniform"),
+                     floor_at=2 / 3, sampling="uniform", resolutions=(192, 224, 288, 320)),
     # AttentiveNAS repo: SGD Nesterov 0.9, base LR 0.1 at its batch of 2048 (32 x 64
     # GPUs; its own rescaling is commented out), warm-up 5 of 360 epochs then cosine to
     # 0, weight decay 1e-5 (none on BN and biases), label smoothing 0.1, dropout 0.2,
@@ -61,7 +64,7 @@ RECIPES: dict[str, Recipe] = {
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "warmup_epochs",
                  "weight_decay", "label_smoothing", "grad_clip", "teacher_warmup", "floor_at",
-                 "sampling")
+                 "sampling", "resolutions")
 
 
 def recipe_values(name: str, given: dict) -> dict:

@@ -29,8 +29,9 @@ from .space import Arch, SearchSpace
 def single_path_children(space: SearchSpace, seed: int, step: int, fair: bool = False,
                          num_random: int = 2) -> list[Arch]:
     """The children of one step, the same on every rank: `num_random` uniform children
-    (at least one), or (fair) one per choice of the widest gene, each gene's choices shuffled across the children (a
-    gene with fewer choices repeats a fresh shuffle); then the smallest child."""
+    (at least one), or (fair) one per choice of the widest gene, each gene's choices
+    shuffled across the children (a gene with fewer choices repeats a fresh shuffle);
+    then the smallest child."""
     rng = np.random.default_rng([seed, step])
     if not fair:
         drawn = [space.sample(rng) for _ in range(max(1, num_random))]

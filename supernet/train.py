@@ -41,6 +41,7 @@ from .distill import KD_LOSSES, distill_loss
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
 from .model import ElasticSupernet
+from .optim import RMSpropTF
 from .recipes import RECIPE_FIELDS, RECIPES, recipe_values
 from .sampling import SAMPLINGS, attentive_candidates, pick, warmup_children
 from .single_path import single_path_children, single_path_step, training_space
@@ -65,7 +66,7 @@ RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "
 # What a checkpoint made before these fields existed computed (so it stays resumable)
 BEFORE_OPTIONS = {"kd": "ce", "teacher_warmup": 0.0, "sampling": "uniform", "candidates": 3,
                   "floor_at": FLOOR_AT, "optimizer": "sgd", "res_sampling": "independent",
-                  "els": True, "fair": False}
+                  "els": True, "fair": False, "resolutions": ()}
 LOG_FIELDS = ("epoch", "step", "loss", "kd_loss", "lr", "train_s", "eval_s",
               "val_top1_min", "val_top1_max", "skipped_images")
 
@@ -123,6 +124,9 @@ class TrainConfig:
     sampling: str | None = None  # random children: "uniform", "best-up", "worst-up"
     candidates: int = 3  # children ranked per random child by best-up / worst-up
     floor_at: float | None = None  # share of the decay span after which "exp" holds FLOOR
+    # training resolutions (those of the space listed here; none listed: all the space's);
+    # None: the recipe's (bignas: the supplement's four, {192, 224, 288, 320})
+    resolutions: tuple[int, ...] | None = None
 
 
 def with_recipe(cfg: TrainConfig) -> TrainConfig:
@@ -165,6 +169,8 @@ def check_config(cfg: TrainConfig) -> None:
         ("candidates", isinstance(cfg.candidates, int) and cfg.candidates >= 1,
          "an integer >= 1"),
         ("floor_at", 0 < cfg.floor_at <= 1, "within (0, 1]"),
+        ("resolutions", isinstance(cfg.resolutions, tuple) and all(
+            isinstance(r, int) and r > 0 for r in cfg.resolutions), "positive integers"),
     ]
     for name, ok, want in rules:
         if not ok:
@@ -191,21 +197,29 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> 1)
 
 
+def train_resolutions(space: SearchSpace, wanted: tuple[int, ...]) -> tuple[int, ...]:
+    """The resolutions a run trains at: those of the space in `wanted`, else all."""
+    return tuple(r for r in space.resolutions if r in wanted) or space.resolutions
+
+
 def sandwich_children(space: SearchSpace, seed: int, step: int, num_random: int,
-                      paired: bool = True) -> list[Arch]:
+                      paired: bool = True,
+                      resolutions: tuple[int, ...] | None = None) -> list[Arch]:
     """The children of one step, the same on every rank: largest (highest resolution),
-    `num_random` random ones, smallest (lowest resolution). `paired`: the random ones take
-    the resolutions between the extremes, each once per step where the counts allow, in
-    random order (BigNAS supplement C); else each draws any resolution."""
+    `num_random` random ones, smallest (lowest resolution), over `resolutions` (default:
+    the space's). `paired`: the random ones take the resolutions between the extremes,
+    each once per step where the counts allow, in random order (BigNAS supplement C);
+    else each draws any of them."""
     rng = np.random.default_rng([seed, step])
+    res = sorted(resolutions or space.resolutions)
     rand = [space.sample(rng) for _ in range(num_random)]
-    if paired and num_random:
-        res = sorted(space.resolutions)
-        middle = res[1:-1] or res  # two resolutions or fewer: nothing between, draw any
+    if num_random and (paired or res != sorted(space.resolutions)):
+        middle = (res[1:-1] or res) if paired else res  # two or fewer: draw any
         need = -(-num_random // len(middle))
         order = np.concatenate([rng.permutation(middle) for _ in range(need)])[:num_random]
         rand = [replace(a, resolution=int(r)) for a, r in zip(rand, order)]
-    return [space.max_arch(), *rand, space.min_arch()]
+    return [replace(space.max_arch(), resolution=res[-1]), *rand,
+            replace(space.min_arch(), resolution=res[0])]
 
 
 def _at(x: torch.Tensor, resolution: int, channels_last: bool) -> torch.Tensor:
@@ -326,8 +340,8 @@ def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum 0.9, or RMSProp as EfficientNet and BigNAS train
     (decay 0.9, momentum 0.9, epsilon 1e-3), over `param_groups`."""
     groups = param_groups(net, cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, momentum=0.9, eps=1e-3)
+    if cfg.optimizer == "rmsprop":  # TF's form: eps inside the root (supernet.optim)
+        return RMSpropTF(groups, lr=cfg.lr, rho=0.9, momentum=0.9, eps=1e-3)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
 
@@ -445,6 +459,7 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
                            round(min(cfg.warmup_epochs, cfg.epochs) * steps), steps,
                            cfg.floor_at)
     teacher_steps = round(cfg.teacher_warmup * cfg.epochs * steps)
+    train_res = train_resolutions(space, cfg.resolutions)
     history: list[dict] = []
     start, seconds = 0, 0.0
     if prev is not None:
@@ -474,7 +489,8 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             else:
                 children = warmup_children(
                     sandwich_children(space, cfg.seed, step, cfg.num_random,
-                                      cfg.res_sampling == "paired"), step, teacher_steps)
+                                      cfg.res_sampling == "paired", train_res),
+                    step, teacher_steps)
                 if cfg.sampling != "uniform":
                     pools = {i: attentive_candidates(space, a, cfg.seed, step, i,
                                                      cfg.candidates)

@@ -54,6 +54,57 @@ def test_paired_resolutions_give_each_middle_resolution_once_per_step():
     assert sorted(four) == [224, 224, 256, 256]  # more children than resolutions: cycled
 
 
+def test_bignas_recipe_trains_at_the_supplements_four_resolutions():
+    """BigNAS supplement C: {192, 224, 288, 320}, paired with the model sizes; bignas-mbv2
+    also searches 256, which the bignas recipe does not train at."""
+    space = load_space("bignas-mbv2")
+    cfg = T.with_recipe(TrainConfig(space="bignas-mbv2", recipe="bignas"))
+    res = T.train_resolutions(space, cfg.resolutions)
+    assert res == (192, 224, 288, 320)
+    for step in range(10):
+        kids = sandwich_children(space, 0, step, 2, resolutions=res)
+        assert [k.resolution for k in (kids[0], kids[-1])] == [320, 192]
+        assert sorted(k.resolution for k in kids[1:-1]) == [224, 288]
+    # the small recipe, or a space without those resolutions: all of the space's
+    assert T.train_resolutions(space, T.with_recipe(TrainConfig()).resolutions) == \
+        space.resolutions
+    assert T.train_resolutions(load_space("tiny"), res) == load_space("tiny").resolutions
+    with pytest.raises(ValueError, match="resolutions"):
+        T.check_config(TrainConfig(resolutions=(224, -1)))
+
+
+def test_rmsprop_is_tensorflows_eps_inside_the_root():
+    """RMSpropTF against TF's update written out: ms from 1, eps inside sqrt, lr in the
+    momentum buffer; torch's RMSprop (eps outside, ms from 0) gives another trajectory."""
+    from supernet.optim import RMSpropTF
+
+    torch.manual_seed(0)
+    w0 = torch.randn(5, dtype=torch.float64)
+    grads = [torch.randn(5, dtype=torch.float64) * 1e-2 for _ in range(4)]
+    lr, rho, mu, eps, wd = 0.1, 0.9, 0.9, 1e-3, 1e-2
+    p = torch.nn.Parameter(w0.clone())
+    opt = RMSpropTF([p], lr=lr, rho=rho, momentum=mu, eps=eps, weight_decay=wd)
+    w, ms, mom = w0.clone(), torch.ones(5, dtype=torch.float64), torch.zeros(5,
+                                                                            dtype=torch.float64)
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+        g = g + wd * w
+        ms = rho * ms + (1 - rho) * g * g
+        mom = mu * mom + lr * g / torch.sqrt(ms + eps)
+        w = w - mom
+        assert torch.allclose(p.detach(), w, atol=1e-12)
+    q = torch.nn.Parameter(w0.clone())
+    ref = torch.optim.RMSprop([q], lr=lr, alpha=rho, momentum=mu, eps=eps, weight_decay=wd)
+    for g in grads:
+        q.grad = g.clone()
+        ref.step()
+    assert (q.detach() - w).abs().max() > 1e-3
+    net = ElasticSupernet("tiny")
+    cfg = T.with_recipe(TrainConfig(recipe="bignas"))
+    assert isinstance(T.make_optimizer(net, cfg), RMSpropTF)
+
+
 def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small):
     net = noisy_supernet(small[0])
     space = net.space
