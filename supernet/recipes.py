@@ -4,7 +4,7 @@ for small CPU runs. A recipe fills the TrainConfig fields left unset (None); fla
 The learning rate is given at the recipe's batch size and scaled linearly with the
 batch actually used (Goyal et al.'s rule, which both papers' code applies), unless
 `lr` itself is set. Where a value comes from is said next to it: "BigNAS" (the
-paper and ../shared/seeds), "EfficientNet" (whose training setup BigNAS adopts),
+paper's slides and supplement), "EfficientNet" (whose training setup BigNAS adopts),
 "AttentiveNAS repo" (configs/train_attentive_nas_models.yml), "ours".
 """
 
@@ -43,10 +43,12 @@ RECIPES: dict[str, Recipe] = {
     "small": Recipe(epochs=8, batch_size=64, lr=0.1, optimizer="sgd", schedule="exp",
                     warmup_epochs=1.0, weight_decay=5e-5, label_smoothing=0.1, dropout=None,
                     grad_clip=5.0, teacher_warmup=0.25, floor_at=1.0, sampling="uniform"),
-    # BigNAS: RMSProp, LR x0.97 every 2.4 epochs held at 5% (BigNAS), 0.256 at batch
-    # 4096 (EfficientNet), weight decay 1e-5 and dropout 0.2 on the largest child only
-    # (BigNAS), label smoothing 0.1 (EfficientNet), 5 warm-up epochs (EfficientNet's
-    # TPU code), 360 epochs (ours: the decay reaches its floor at epoch 241), no clipping.
+    # BigNAS: TF-style RMSProp, LR 0.256 at batch 4096 decayed x0.97 every 2.4 epochs,
+    # label smoothing 0.1, 5 warm-up epochs (all EfficientNet's set-up, which BigNAS
+    # adopts), held at 5% of the initial LR (BigNAS supplement B), weight decay 1e-5 and
+    # dropout 0.2 on the largest child only (BigNAS slides), training at 192/224/288/320
+    # (BigNAS supplement C), 360 epochs (ours: the seeds give none; the decay reaches its
+    # floor at epoch 241), no clipping.
     "bignas": Recipe(epochs=360, batch_size=4096, lr=0.256, optimizer="rmsprop",
                      schedule="bignas", warmup_epochs=5.0, weight_decay=1e-5,
                      label_smoothing=0.1, dropout=0.2, grad_clip=0.0, teacher_warmup=0.0,
