@@ -35,20 +35,14 @@ import torch
 
 from predictors import rank_metrics
 from supernet import ElasticSupernet, load_checkpoint, load_space, macs
+from supernet.config import TrainConfig, check_config, resolved
 from supernet.data import DataSet, batches, calib_batches, load_data
 from supernet.evaluation import calibrate_bn, evaluate
+from supernet.optim import FLOOR_AT, make_scheduler, param_groups
 from supernet.space import Arch
-from supernet.train import (
-    FLOOR_AT,
-    TrainConfig,
-    _seed,
-    check_config,
-    make_scheduler,
-    param_groups,
-    resolved,
-    sandwich_step,
-    train,
-)
+from supernet.steps import sandwich_step
+from supernet.train import train
+from supernet.utils import mixed_seed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Presets of TrainConfig fields.
@@ -129,9 +123,9 @@ def train_alone(arch: Arch, data: DataSet, cfg: TrainConfig) -> ElasticSupernet:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     for epoch in range(cfg.epochs):
         for i, (x, y) in enumerate(batches(data.train, data, cfg.batch_size,
-                                           seed=_seed(cfg.seed, epoch), train=True,
+                                           seed=mixed_seed(cfg.seed, epoch), train=True,
                                            drop_last=True)):
-            torch.manual_seed(_seed(cfg.seed, epoch * steps + i, 0))  # dropout masks
+            torch.manual_seed(mixed_seed(cfg.seed, epoch * steps + i, 0))  # dropout masks
             # one child: the label loss with smoothing and dropout, nothing distilled
             sandwich_step(net, opt, x.contiguous(memory_format=fmt), y, [arch], cfg,
                           net.space.dropout)

@@ -36,8 +36,9 @@ import torch
 from PIL import Image
 
 from supernet import ElasticSupernet, load_space
+from supernet.config import TrainConfig, resolved
 from supernet.data import batches, load_data
-from supernet.train import TrainConfig, resolved, sandwich_children, sandwich_step
+from supernet.steps import sandwich_children, sandwich_step
 
 
 def make_folder(root: Path, n: int, size: int = 256, classes: int = 10, seed: int = 0) -> Path:

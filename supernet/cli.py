@@ -11,11 +11,12 @@ import os
 import sys
 
 from .checkpoint import read_checkpoint
+from .config import RECIPES, RES_SAMPLING, TrainConfig
 from .data import DATA_SPECS
 from .distill import KD_LOSSES
-from .recipes import RECIPES
+from .optim import OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
-from .train import OPTIMIZERS, RES_SAMPLING, SCHEDULES, TrainConfig, train
+from .train import train
 
 
 class _Parser(argparse.ArgumentParser):

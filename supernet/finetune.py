@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .config import TrainConfig, with_recipe
 from .data import DataSet, batches, resize
+from .optim import FLOOR, make_optimizer, make_scheduler
 from .space import Arch
-from .train import FLOOR, TrainConfig, _seed, make_optimizer, make_scheduler, with_recipe
+from .utils import mixed_seed
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,13 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
         child.train()
         # other seeds than the supernet's epochs: fine-tuning sees new crops
         loader = batches(data.train, data, recipe.batch_size,
-                         seed=_seed(recipe.seed, 1_000_000 + epoch), train=True, drop_last=True,
+                         seed=mixed_seed(recipe.seed, 1_000_000 + epoch), train=True,
+                         drop_last=True,
                          workers=recipe.workers or 0, device=device)
         total = 0.0
         for i, (x, y) in enumerate(tqdm(loader, total=steps, leave=False, disable=quiet,
                                         desc=f"fine-tune {epoch + 1}/{epochs}")):
-            torch.manual_seed(_seed(recipe.seed, 1_000_000 + epoch, i))  # dropout masks
+            torch.manual_seed(mixed_seed(recipe.seed, 1_000_000 + epoch, i))  # dropout masks
             x, y = x.to(device), y.to(device)
             out = child(resize(x, arch.resolution))
             if teacher is not None:

@@ -99,3 +99,8 @@ def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
         sync()
         times.append(timer() - start)
     return 1000.0 * float(np.median(times))
+
+
+def mixed_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from integers, so every (seed, epoch/step, rank) draws anew."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> 1)

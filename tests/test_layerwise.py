@@ -32,8 +32,8 @@ from supernet.cost import cost, macs, params
 from supernet.data import load_data, normalize, resize
 from supernet.export import ELS
 from supernet.plan import child_plan
-from supernet.single_path import single_path_children
 from supernet.space import SKIP, Arch, load_space, op_shape, space_from_dict, with_els
+from supernet.steps import single_path_children
 from supernet.train import TrainConfig, train
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise

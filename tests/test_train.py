@@ -12,20 +12,17 @@ import torch
 import torch.nn.functional as F
 from conftest import SMALL, noisy_supernet, small_config
 
+import supernet.config as C
+import supernet.optim as O
+import supernet.steps as S
 import supernet.train as T
 from supernet import ElasticSupernet, load_checkpoint, load_space
 from supernet.checkpoint import read_checkpoint
 from supernet.data import load_data, resize
-from supernet.train import (
-    FLOOR,
-    TrainConfig,
-    calibrate_bn,
-    evaluate,
-    make_scheduler,
-    sandwich_children,
-    sandwich_step,
-    train,
-)
+from supernet.evaluation import calibrate_bn, evaluate
+from supernet.optim import FLOOR, make_scheduler
+from supernet.steps import sandwich_children, sandwich_step
+from supernet.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,19 +55,19 @@ def test_bignas_recipe_trains_at_the_supplements_four_resolutions():
     """BigNAS supplement C: {192, 224, 288, 320}, paired with the model sizes; bignas-mbv2
     also searches 256, which the bignas recipe does not train at."""
     space = load_space("bignas-mbv2")
-    cfg = T.with_recipe(TrainConfig(space="bignas-mbv2", recipe="bignas"))
-    res = T.train_resolutions(space, cfg.resolutions)
+    cfg = C.with_recipe(TrainConfig(space="bignas-mbv2", recipe="bignas"))
+    res = S.train_resolutions(space, cfg.resolutions)
     assert res == (192, 224, 288, 320)
     for step in range(10):
         kids = sandwich_children(space, 0, step, 2, resolutions=res)
         assert [k.resolution for k in (kids[0], kids[-1])] == [320, 192]
         assert sorted(k.resolution for k in kids[1:-1]) == [224, 288]
     # the small recipe, or a space without those resolutions: all of the space's
-    assert T.train_resolutions(space, T.with_recipe(TrainConfig()).resolutions) == \
+    assert S.train_resolutions(space, C.with_recipe(TrainConfig()).resolutions) == \
         space.resolutions
-    assert T.train_resolutions(load_space("tiny"), res) == load_space("tiny").resolutions
+    assert S.train_resolutions(load_space("tiny"), res) == load_space("tiny").resolutions
     with pytest.raises(ValueError, match="resolutions"):
-        T.check_config(TrainConfig(resolutions=(224, -1)))
+        C.check_config(TrainConfig(resolutions=(224, -1)))
 
 
 def test_rmsprop_is_tensorflows_eps_inside_the_root():
@@ -101,8 +98,8 @@ def test_rmsprop_is_tensorflows_eps_inside_the_root():
         ref.step()
     assert (q.detach() - w).abs().max() > 1e-3
     net = ElasticSupernet("tiny")
-    cfg = T.with_recipe(TrainConfig(recipe="bignas"))
-    assert isinstance(T.make_optimizer(net, cfg), RMSpropTF)
+    cfg = C.with_recipe(TrainConfig(recipe="bignas"))
+    assert isinstance(O.make_optimizer(net, cfg), RMSpropTF)
 
 
 def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small):
@@ -152,17 +149,17 @@ def test_training_normalises_with_batch_statistics(small):
 
 
 def test_automatic_choices_channels_last_on_cpu_and_threads():
-    r = T.resolved(TrainConfig())
+    r = C.resolved(TrainConfig())
     assert r.channels_last is True and r.threads >= 1
-    assert T.resolved(TrainConfig(channels_last=False, threads=3)).threads == 3
-    assert T.resolved(TrainConfig(channels_last=False)).channels_last is False
+    assert C.resolved(TrainConfig(channels_last=False, threads=3)).threads == 3
+    assert C.resolved(TrainConfig(channels_last=False)).channels_last is False
 
 
 def test_one_optimizer_step_with_weight_decay_on_weights_only_and_clipping(small, tmp_path):
     cfg = small_config(small, tmp_path, grad_clip=1e-3, weight_decay=0.0, channels_last=False)
     space = load_space(cfg.space)
     net = ElasticSupernet(space)
-    groups = T.param_groups(net, 1e-4)
+    groups = O.param_groups(net, 1e-4)
     assert all(p.ndim > 1 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 1e-4
     assert all(p.ndim == 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
     opt = torch.optim.SGD(net.parameters(), lr=1.0)

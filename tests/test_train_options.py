@@ -9,13 +9,18 @@ import torch
 import torch.nn.functional as F
 from conftest import noisy_supernet, small_config
 
+import supernet.config as C
+import supernet.optim as O
+import supernet.steps as S
 import supernet.train as T
 from supernet import load_space, macs
 from supernet.checkpoint import read_checkpoint
 from supernet.data import resize
 from supernet.distill import adaptive_alpha, alpha_divergence, distill_loss
+from supernet.optim import make_scheduler
 from supernet.sampling import attentive_candidates, pick, warmup_children
-from supernet.train import TrainConfig, make_scheduler, sandwich_children, sandwich_step, train
+from supernet.steps import sandwich_children, sandwich_step
+from supernet.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,13 +106,13 @@ def test_warmup_children_keeps_only_the_largest_during_warmup():
 
 def test_teacher_warmup_trains_only_the_largest_child(small, tmp_path, monkeypatch):
     calls = []
-    real = T.sandwich_step
+    real = S.sandwich_step
 
     def spy(model, opt, x, y, children, cfg, dropout, candidates=None):
         calls.append(list(children))
         return real(model, opt, x, y, children, cfg, dropout, candidates)
 
-    monkeypatch.setattr(T, "sandwich_step", spy)
+    monkeypatch.setattr(S, "sandwich_step", spy)
     ck = read_checkpoint(train(small_config(small, tmp_path, teacher_warmup=0.5)))
     space = load_space(small[0])
     steps = 140 // 16
@@ -198,11 +203,11 @@ def test_floor_at_one_decays_over_the_whole_run():
             sched.step()
         return out
 
-    default, whole = lrs(T.FLOOR_AT), lrs(1.0)
+    default, whole = lrs(O.FLOOR_AT), lrs(1.0)
     assert default == lrs(2 / 3)
-    assert default[10 + 60] == pytest.approx(T.FLOOR) and default[-1] == pytest.approx(T.FLOOR)
-    assert whole[70] > 2 * T.FLOOR and whole[-1] > T.FLOOR  # still decaying at the end
-    assert whole[99] == pytest.approx(T.FLOOR ** (89 / 90))
+    assert default[10 + 60] == pytest.approx(O.FLOOR) and default[-1] == pytest.approx(O.FLOOR)
+    assert whole[70] > 2 * O.FLOOR and whole[-1] > O.FLOOR  # still decaying at the end
+    assert whole[99] == pytest.approx(O.FLOOR ** (89 / 90))
 
 
 @pytest.mark.parametrize("field,value", [("kd", "kl"), ("teacher_warmup", 1.0),
@@ -215,12 +220,12 @@ def test_bad_option_is_a_value_error_naming_the_field(small, tmp_path, field, va
 
 
 def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small, tmp_path):
-    cfg = small_config(small, tmp_path, epochs=1, **T.BEFORE_OPTIONS)  # trained as before them
+    cfg = small_config(small, tmp_path, epochs=1, **C.BEFORE_OPTIONS)  # trained as before them
     path = train(cfg)
     ck = torch.load(path, weights_only=True)
-    for k in T.BEFORE_OPTIONS:  # as written before the fields existed
+    for k in C.BEFORE_OPTIONS:  # as written before the fields existed
         del ck["recipe"][k]
     torch.save(ck, path)
     assert train(cfg) == path  # done already: not refused, not retrained
     with pytest.raises(ValueError, match="kd 'ce' -> 'alpha'"):
-        train(small_config(small, tmp_path, epochs=1, **{**T.BEFORE_OPTIONS, "kd": "alpha"}))
+        train(small_config(small, tmp_path, epochs=1, **{**C.BEFORE_OPTIONS, "kd": "alpha"}))
