@@ -162,7 +162,10 @@ class SupernetEvaluator:
         dataset = load_data(spec, net.space.base_resolution, seed)
         if dataset.num_classes != net.space.num_classes:
             raise ValueError(f"data: {spec!r} has {dataset.num_classes} classes but the "
-                             f"supernet's space has {net.space.num_classes}")
+                             f"supernet's space has {net.space.num_classes}"
+                             + ("" if data or "data" in extra else
+                                "; the checkpoint records no data set (e.g. a converted "
+                                "supernet): give --data SPEC"))
         kwargs.setdefault("name", f"supernet-{file_digest(path)}")
         return cls(net, dataset, **kwargs)
 

@@ -271,7 +271,10 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     data = load_data(spec, space.base_resolution, seed)
     if data.num_classes != space.num_classes:
         raise ValueError(f"data: {spec!r} has {data.num_classes} classes but the "
-                         f"supernet's space has {space.num_classes}")
+                         f"supernet's space has {space.num_classes}"
+                         + ("" if cfg.data or "data" in extra else
+                            "; the checkpoint records no data set (e.g. a converted "
+                            "supernet): give --data SPEC"))
     calib = min(calib, len(data.train))  # as the search's evaluator: at most the split
     net.to(device).eval()
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,

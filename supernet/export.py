@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import DynamicBatchNorm2d, DynamicConv2d, make_act
+from .ops import DynamicBatchNorm2d, DynamicConv2d, make_act, shortcut_pool_layer
 from .plan import MBCONV, PURE_SKIP, BlockPlan
 
 
@@ -90,7 +90,7 @@ def _block(blk, p: BlockPlan, space) -> nn.Module:
     if p.residual:
         sc: list[nn.Module] = []
         if p.shortcut_pool:
-            sc.append(nn.AvgPool2d(p.stride, p.stride, ceil_mode=True, count_include_pad=False))
+            sc.append(shortcut_pool_layer(p.stride, p.in_hw))
         if p.shortcut_conv:
             sc.append(_conv(blk.shortcut_conv, p.c_in, p.c_out))
         shortcut = nn.Sequential(*sc) if sc else nn.Identity()

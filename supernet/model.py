@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, act_fn
+from .ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, act_fn, shortcut_pool
 from .plan import MBCONV, PURE_SKIP, BlockPlan, ChildPlan, child_plan, conv_out, layer_plan
 from .space import Arch, SearchSpace, load_space
 
@@ -41,7 +41,7 @@ class DynamicBlock(nn.Module):
         if p.residual:
             sc = x
             if p.shortcut_pool:
-                sc = F.avg_pool2d(sc, p.stride, p.stride, ceil_mode=True, count_include_pad=False)
+                sc = shortcut_pool(sc, p.stride)
             if p.shortcut_conv:
                 sc = self.shortcut_conv(sc, p.c_out)
             h = h + sc

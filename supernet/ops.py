@@ -41,6 +41,25 @@ def centre_crop(weight: torch.Tensor, k: int) -> torch.Tensor:
     return weight[..., s:s + k, s:s + k]
 
 
+def shortcut_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Average pool of an "always"-style shortcut on a strided block (AttentiveNAS).
+
+    Stride 2 follows AttentiveNAS: kernel 2, zero padding 1 counted in the mean when the
+    width is odd (else none), so an odd map gives ceil(W/2) with windows [2i-1, 2i];
+    their converted weights need the same windows. Other strides keep a ceil-mode pool."""
+    if stride == 2:
+        return F.avg_pool2d(x, 2, 2, x.shape[-1] % 2, count_include_pad=True)
+    return F.avg_pool2d(x, stride, stride, ceil_mode=True, count_include_pad=False)
+
+
+def shortcut_pool_layer(stride: int, in_hw: int) -> nn.AvgPool2d:
+    """`shortcut_pool` as a standard layer for an exported child: the padding is fixed
+    for its input size `in_hw` (exact at the child's own resolution)."""
+    if stride == 2:
+        return nn.AvgPool2d(2, 2, in_hw % 2, count_include_pad=True)
+    return nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+
+
 class DynamicConv2d(nn.Module):
     """Conv2d whose in/out channels and (odd) kernel size are chosen per call."""
 
