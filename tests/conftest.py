@@ -68,13 +68,34 @@ def noisy_supernet(space_yaml: str):
     return net
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a busy shared 2-core machine two threads per process crawl."""
+def _one_torch_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy shared 2-core machine two threads per process crawl."""
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """`one_thread` for a whole module (`pytestmark = usefixtures("one_thread_module")`)."""
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    """An untrained `tiny` supernet checkpoint recording digits, seed 0."""
+    from supernet import ElasticSupernet, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, ElasticSupernet("tiny"), data="digits", seed=0)
+    return str(path)
 
 
 @pytest.fixture(scope="session")

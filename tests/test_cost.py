@@ -41,13 +41,7 @@ def fvcore_macs(model: nn.Module, resolution: int) -> int:
     return sum(v for k, v in by_op.items() if k in MAC_OPS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: two stall badly when the other core is busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module", params=SPACES)

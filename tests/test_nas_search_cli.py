@@ -14,30 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from nas_search.cli import main
 from nas_search.results import TIMING_COLUMNS, read_results
-from supernet import ElasticSupernet, save_checkpoint
 
 FAST = ["--calib-images", "16", "--val-images", "40"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors; a busy shared machine
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.manual_seed(0)
-    save_checkpoint(path, ElasticSupernet("tiny"), data="digits", seed=0)
-    return str(path)
 
 
 def _comparable(path: Path) -> pd.DataFrame:

@@ -11,28 +11,16 @@ import torch
 from nas_search import EVAL_COLUMNS, Evaluator, SupernetEvaluator
 from nas_search.evaluator import check_output
 from nas_search.testing import OracleEvaluator
-from supernet import ElasticSupernet, load_space, save_checkpoint
+from supernet import load_space
 from supernet.data import calib_batches, load_data, normalize, resize, stratified_subset
 from supernet.evaluation import calibrate_bn, evaluate
 
 TINY = load_space("tiny")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast, and far faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.manual_seed(0)
-    save_checkpoint(path, ElasticSupernet("tiny"), data="digits", seed=0)
-    return path
 
 
 @pytest.fixture(scope="module")

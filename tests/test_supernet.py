@@ -67,14 +67,7 @@ def randomise(net: ElasticSupernet, seed: int = 0) -> ElasticSupernet:
     return net
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: small convs gain little from two, and two threads stall badly
-    when the other core is busy (shared CI runners, parallel test processes)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module", params=SPACES)
