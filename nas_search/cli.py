@@ -16,42 +16,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from supernet.cli_kit import Parser, UsageError, arg, number, run, whole
+
 from .problem import OBJECTIVES, format_count, parse_accuracy, parse_count, parse_latency
 from .results import SUMMARY, best_per_target, read_json
 from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
 from .strategies import STRATEGIES
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print the usage too; one line is enough
-        raise UsageError(message)
-
-
-def _arg(convert: Callable, what: str) -> Callable:
-    """An argparse type that reports our ValueError message as it is."""
-    def parse(text: str):
-        try:
-            return convert(text, what)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return parse
-
-
-def _whole(minimum: int) -> Callable:
-    """A parser of whole numbers of at least `minimum`."""
-    def parse(text: str, what: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise ValueError(f"{what}: {text!r} is not a whole number") from None
-        if v < minimum:
-            raise ValueError(f"{what}: {v} must be at least {minimum}")
-        return v
-    return parse
 
 
 def _list(convert: Callable) -> Callable:
@@ -66,15 +36,8 @@ def _objective(text: str, what: str) -> str:
     return text.strip()
 
 
-def _float(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a number") from None
-
-
 def search_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nas-search", description="Search a trained supernet's children.")
+    p = Parser(prog="nas-search", description="Search a trained supernet's children.")
     p.add_argument("--strategy", choices=sorted(STRATEGIES),
                    help="search strategy (default nsga2)")
     p.add_argument("--supernet", metavar="CKPT",
@@ -82,44 +45,44 @@ def search_parser() -> argparse.ArgumentParser:
                         "into OUT/supernet first (reused when already there)")
     p.add_argument("--space", help="expected space of the checkpoint (an error if it differs)")
     p.add_argument("--data", help="data spec (default: the checkpoint's training data)")
-    p.add_argument("--budget", type=_arg(_whole(1), "--budget"),
+    p.add_argument("--budget", type=arg(whole(1), "--budget"),
                    help=f"evaluations to spend (default {DEFAULT_BUDGET})")
     p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     p.add_argument("--out", metavar="DIR", help="out folder (default runs/STRATEGY-seedS)")
-    p.add_argument("--objectives", type=_arg(_list(_objective), "--objectives"),
+    p.add_argument("--objectives", type=arg(_list(_objective), "--objectives"),
                    help=f"comma list from {list(OBJECTIVES)} (default top1,macs)")
-    p.add_argument("--weights", type=_arg(_list(_float), "--weights"),
+    p.add_argument("--weights", type=arg(_list(number), "--weights"),
                    help="crowding-distance weight per objective, e.g. 1,0.5 (default all 1)")
-    p.add_argument("--max-macs", type=_arg(parse_count, "--max-macs"), help="e.g. 400M, 1.2G")
-    p.add_argument("--max-params", type=_arg(parse_count, "--max-params"), help="e.g. 5M")
-    p.add_argument("--min-acc", type=_arg(parse_accuracy, "--min-acc"),
+    p.add_argument("--max-macs", type=arg(parse_count, "--max-macs"), help="e.g. 400M, 1.2G")
+    p.add_argument("--max-params", type=arg(parse_count, "--max-params"), help="e.g. 5M")
+    p.add_argument("--min-acc", type=arg(parse_accuracy, "--min-acc"),
                    help="minimum top-1, e.g. 95%% or 0.95")
-    p.add_argument("--max-latency", type=_arg(parse_latency, "--max-latency"),
+    p.add_argument("--max-latency", type=arg(parse_latency, "--max-latency"),
                    help="batch-1 latency of the exported child on this device, e.g. 5ms")
     p.add_argument("--latency-table", metavar="CSV",
                    help="latency from this lookup table (predictors.latency) instead of "
                         "measured: --max-latency is then checked before any evaluation")
-    p.add_argument("--targets", type=_arg(_list(parse_count), "--targets"),
+    p.add_argument("--targets", type=arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
-    p.add_argument("--calib-images", type=_arg(_whole(1), "--calib-images"),
+    p.add_argument("--calib-images", type=arg(whole(1), "--calib-images"),
                    help="training images for each child's BN recalibration (default 4096, "
                         "at most the training split; see README)")
-    p.add_argument("--val-images", type=_arg(_whole(1), "--val-images"),
+    p.add_argument("--val-images", type=arg(whole(1), "--val-images"),
                    help="validation images per child (default the whole val split)")
-    p.add_argument("--pop-size", type=_arg(_whole(1), "--pop-size"),
+    p.add_argument("--pop-size", type=arg(whole(1), "--pop-size"),
                    help="nsga2/assisted population (default 70)")
-    p.add_argument("--mutation-ratio", type=_arg(_float, "--mutation-ratio"),
+    p.add_argument("--mutation-ratio", type=arg(number, "--mutation-ratio"),
                    help="nsga2/assisted share of offspring mutated (default 0.8)")
     p.add_argument("--predictor", choices=("mlp", "gp", "rbf", "ensemble"),
                    help="--strategy assisted: NSGA-II on this accuracy surrogate, refit on a "
                         "few real evaluations per iteration (NSGANetV2-style; default mlp)")
-    p.add_argument("--pick", type=_arg(_whole(0), "--pick"),
+    p.add_argument("--pick", type=arg(whole(0), "--pick"),
                    help="K children equispaced near the front (SCARLET-NAS Algorithm 1), "
                         "listed in summary.json and circled in pareto.png (default 0)")
-    p.add_argument("--threads", type=_arg(_whole(0), "--threads"),
+    p.add_argument("--threads", type=arg(whole(0), "--threads"),
                    help="CPU threads per child evaluation (default 1; 0: torch's default, "
                         "worth it for large spaces on an otherwise idle machine)")
-    p.add_argument("--workers", type=_arg(_whole(0), "--workers"),
+    p.add_argument("--workers", type=arg(whole(0), "--workers"),
                    help="processes decoding an image folder's val images (default 0)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the search saved in DIR with its own settings")
@@ -175,7 +138,7 @@ def _search(argv: Sequence[str]) -> int:
 
 
 def _report(argv: Sequence[str]) -> int:
-    p = _Parser(prog="nas-search report",
+    p = Parser(prog="nas-search report",
                 description="Overlay several runs' fronts and hypervolume curves.")
     p.add_argument("runs", nargs="+", metavar="DIR", help="out folders of finished runs")
     p.add_argument("--png", default="report.png", help="figure to write (default report.png)")
@@ -192,17 +155,9 @@ def _report(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nas-search`; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["report"]:
-            return _report(argv[1:])
-        return _search(argv)
-    except (UsageError, ValueError) as e:
-        print(f"nas-search: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nas-search: interrupted; continue with --resume OUT", file=sys.stderr)
-        return 130
-
+    if argv[:1] == ["report"]:
+        return run("nas-search", lambda: _report(argv[1:]), "nothing was written")
+    return run("nas-search", lambda: _search(argv), "continue with --resume OUT")
 
 if __name__ == "__main__":
     sys.exit(main())

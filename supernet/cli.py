@@ -11,19 +11,13 @@ import os
 import sys
 
 from .checkpoint import read_checkpoint
+from .cli_kit import Parser, run
 from .config import RECIPES, RES_SAMPLING, TrainConfig
 from .data import DATA_SPECS
 from .distill import KD_LOSSES
 from .optim import OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
 from .train import train
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -41,7 +35,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The `nas-train` flags; defaults are TrainConfig's."""
     d = TrainConfig()
-    p = _Parser(prog="nas-train", description="Train an elastic supernet as in BigNAS "
+    p = Parser(prog="nas-train", description="Train an elastic supernet as in BigNAS "
                 "(sandwich rule, inplace distillation) or, on a layer-wise space, as in "
                 "SCARLET-NAS (single path, ELS). Run it under torchrun for DDP.")
     a = p.add_argument
@@ -116,26 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, train, print where the supernet is and how good its extremes are."""
-    parser = build_parser()
-    try:
-        cfg = TrainConfig(**vars(parser.parse_args(argv)))
-    except SystemExit as e:  # --help (0) or a bad flag (2), already printed
-        return int(e.code or 0)
-    try:
-        path = train(cfg)
-    except ValueError as e:
-        print(f"nas-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"nas-train: interrupted; continue with --resume --out {cfg.out}", file=sys.stderr)
-        return 130
+    return run("nas-train", lambda: _train(argv), "continue with --resume and the same --out")
+
+
+def _train(argv: list[str] | None) -> int:
+    path = train(TrainConfig(**vars(build_parser().parse_args(argv))))
     if int(os.environ.get("RANK", "0")) == 0:
         r = read_checkpoint(path)["result"]
         print(f"supernet: {path}  ({r['seconds']:.0f} s of training and evaluation)")
         print(f"BN-calibrated {r['split']} top-1: smallest {100 * r['min_top1']:.2f}% "
               f"({r['min_arch']}), largest {100 * r['max_top1']:.2f}% ({r['max_arch']})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

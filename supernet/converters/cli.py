@@ -13,20 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import save_checkpoint
+from ..cli_kit import Parser, run
 from . import KINDS, PENDING, convert
 
 OUT_FILE = "supernet.pt"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nas-convert", description="Convert a published supernet into a "
+    p = Parser(prog="nas-convert", description="Convert a published supernet into a "
                 "nas-supernet checkpoint that nas-search and nas-export read.")
     p.add_argument("--from", dest="kind", metavar="KIND", required=True,
                    help=f"source format: {', '.join(KINDS)} "
@@ -41,21 +35,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nas-convert`; returns the exit code."""
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as e:  # --help (0) or a bad flag (2), already printed
-        return int(e.code or 0)
+    return run("nas-convert", lambda: _convert(argv), "nothing was written")
+
+
+def _convert(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
     out = Path(args.out) / OUT_FILE
-    try:
-        net, extra = convert(args.kind, args.ckpt, args.trust_pickle)
-        save_checkpoint(out, net, **extra)
-    except ValueError as e:
-        print(f"nas-convert: error: {e}", file=sys.stderr)
-        return 2
+    net, extra = convert(args.kind, args.ckpt, args.trust_pickle)
+    save_checkpoint(out, net, **extra)
     print(f"wrote {out} (space {net.space.name}, from {args.kind} "
           f"{extra['source']['file']})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
