@@ -23,7 +23,7 @@ from nas_search.strategies.nsga2 import (
     WeightedCrowding,
     weighted_crowding_distance,
 )
-from nas_search.strategies.operators import CellCrossover, HierarchicalMutation
+from nas_search.strategies.operators import CellCrossover, HierarchicalMutation, UnionMating
 from nas_search.testing import CountingOracle, OracleEvaluator
 from supernet import load_space
 from supernet.cost import macs
@@ -196,8 +196,10 @@ def test_nsga2_is_pymoo_with_scarlet_defaults_and_extremes_in_the_first_generati
     session = make_session("nsga2", budget=30, max_macs=None)  # the largest child fits
     table = run_strategy("nsga2", session, pop_size=10)
     kw = made[0]
-    assert isinstance(kw["mutation"], HierarchicalMutation) and kw["mutation"].prob.value == 0.8
-    assert isinstance(kw["crossover"], CellCrossover)
+    mating = kw["mating"]  # Algorithm 1: crossover(M) and mutation(M), 80% mutants
+    assert isinstance(mating, UnionMating) and mating.mutation_ratio == 0.8
+    assert isinstance(mating.mutation, HierarchicalMutation)
+    assert isinstance(mating.crossover, CellCrossover)
     assert isinstance(kw["survival"].crowding_func, WeightedCrowding)
     assert kw["pop_size"] == 10 and kw["seed"] == 0
     first = set(table[table["step"] == 0]["arch"])

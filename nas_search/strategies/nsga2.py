@@ -5,26 +5,31 @@ SCARLET operators (strategies/operators: hierarchical mutation, cell crossover),
 distance weighted by the objective weights, duplicate elimination that also skips
 children this run already evaluated or rejected, and Algorithm 1's populations:
 
-- P0 and Q0 are drawn uniformly until each holds n children that meet every constraint
-  (so the first survival picks P1 from 2n feasible children);
-- each offspring set Q is refilled until n children meet every constraint: the cost is
-  checked first, with the closed-form counter (a child over it is never evaluated); the
-  accuracy (and measured latency) constraint after evaluation. Every evaluation counts in
-  the budget, kept or not; a generation cut short by the budget keeps what it has.
+- P0 and Q0 are drawn uniformly until each holds n children that meet every constraint;
+  the first survival picks P1, n of those 2n, and the first offspring are mated from P1;
+- each offspring set Q_{i+1} is crossover(M) ∪ hierarchical-mutation(M), M drawn by
+  tournament from P_{i+1} (operators.UnionMating: a share `mutation_ratio` of mutants, the
+  rest crossover children; no mutation of crossover children, no crossover probability);
+- Q is refilled until n children meet every constraint: the cost is checked first, with
+  the closed-form counter (a child over it is never evaluated); the accuracy (and measured
+  latency) constraint after evaluation. Every evaluation counts in the budget, kept or
+  not; a generation cut short by the budget keeps what it has.
 
 Selection is NSGA2's binary tournament (feasibility, then domination, then crowding).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
 from pymoo.core.duplicate import DefaultDuplicateElimination
 from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
+from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.operators.survival.rank_and_crowding.metrics import CrowdingDiversity
 
@@ -34,6 +39,7 @@ from .operators import (
     CellCrossover,
     HierarchicalMutation,
     MutationProbs,
+    UnionMating,
     encoding_cost,
     gene_layout,
 )
@@ -42,11 +48,10 @@ from .operators import (
 @dataclass
 class Options:
     """NSGA-II settings; the defaults are SCARLET-NAS's Table 1 (population 70, mutation
-    ratio 0.8, the two roulettes' probabilities)."""
+    ratio 0.8, the two roulettes' probabilities). Table 1 has no crossover probability."""
 
     pop_size: int = 70
-    mutation_ratio: float = 0.8
-    crossover_prob: float = 0.9
+    mutation_ratio: float = 0.8  # the share of each offspring set made by mutation
     mutation: MutationProbs = field(default_factory=MutationProbs)
     include_extremes: bool = True  # the smallest and largest child in P0 when feasible
     patience: int = 20  # generations in a row without a new evaluation before stopping
@@ -102,14 +107,17 @@ class NoRepeats(DefaultDuplicateElimination):
         return is_duplicate
 
 
-def scarlet_operators(session: Session, opts: Options) -> dict:
-    """NSGA2's keyword arguments for SCARLET's operators and weighted crowding."""
+def scarlet_operators(session: Session, opts: Options, eliminate_duplicates=None) -> dict:
+    """NSGA2's keyword arguments for Algorithm 1's offspring (SCARLET's operators, see
+    operators.UnionMating) and weighted crowding; `eliminate_duplicates` defaults to pymoo's."""
     space = session.problem.space
     layout = gene_layout(space)
     cost = encoding_cost(space, lambda a: session.problem.cost(a)[0])
-    return {"crossover": CellCrossover(layout, prob=opts.crossover_prob),
-            "mutation": HierarchicalMutation(layout, cost, opts.mutation,
-                                             prob=opts.mutation_ratio),
+    mating = UnionMating(TournamentSelection(func_comp=binary_tournament),
+                         CellCrossover(layout), HierarchicalMutation(layout, cost, opts.mutation),
+                         opts.mutation_ratio,
+                         eliminate_duplicates=eliminate_duplicates or DefaultDuplicateElimination())
+    return {"mating": mating,
             "survival": RankAndCrowding(
                 crowding_func=WeightedCrowding(session.problem.weights))}
 
@@ -118,10 +126,12 @@ class ScarletNSGA2(NSGA2):
     """NSGA2 whose initial and offspring populations follow Algorithm 1 (module docstring)."""
 
     def __init__(self, session: Session, opts: Options, **kwargs):
-        super().__init__(pop_size=opts.pop_size, eliminate_duplicates=NoRepeats(session),
-                         **kwargs)
+        repeats = NoRepeats(session)
+        super().__init__(pop_size=opts.pop_size, eliminate_duplicates=repeats,
+                         **scarlet_operators(session, opts, repeats), **kwargs)
         self.session, self.opts = session, opts
         self.rng = np.random.default_rng(session.seed)
+        self.kept: Counter = Counter()  # children kept (meeting every constraint) by origin
 
     def _fill(self, n: int, propose) -> Population:
         """Algorithm 1's refill: proposals (`propose(k)` -> Population) until `n` children
@@ -144,6 +154,7 @@ class ScarletNSGA2(NSGA2):
             good = (np.ones(len(cand), bool) if G is None or np.size(G) == 0
                     else (np.asarray(G, float) <= 0).all(axis=1))
             kept = Population.merge(kept, cand[np.flatnonzero(good)])
+        self.kept.update(o or "uniform" for o in kept.get("origin"))
         return kept
 
     def _uniform(self, k: int) -> Population:
@@ -165,6 +176,12 @@ class ScarletNSGA2(NSGA2):
                                   "--max-latency; loosen them")
         return pop
 
+    def _initialize_advance(self, infills=None, **kwargs) -> None:
+        # P1: the best n of R0 = P0 ∪ Q0. pymoo's NSGA2 keeps all 2n here, and would mate
+        # the first offspring from R0 instead of from P1.
+        self.pop = self.survival.do(self.problem, infills, n_survive=self.pop_size,
+                                    algorithm=self, random_state=self.random_state, **kwargs)
+
     def _infill(self) -> Population | None:
         def mate(k: int) -> Population:
             return self.mating.do(self.problem, self.pop, k, algorithm=self,
@@ -181,8 +198,7 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     """Generations until the budget is spent (the last one cut to fit); stops early when
     `patience` generations in a row bring no new evaluation."""
     opts = options or Options()
-    algorithm = ScarletNSGA2(session, opts, **scarlet_operators(session, opts),
-                             seed=session.seed)
+    algorithm = ScarletNSGA2(session, opts, seed=session.seed)
     algorithm.setup(ArchProblem(session), termination=NoTermination())
     session.step_label, session.phase = "gen", "init"
     idle = 0
@@ -196,6 +212,7 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
             break
     session.extra_summary["mutation_kinds"] = dict(
         algorithm.mating.mutation.kinds_used)
+    session.extra_summary["offspring_kept"] = dict(algorithm.kept)
     return session.table()
 
 

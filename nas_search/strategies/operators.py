@@ -18,9 +18,16 @@ MoreMNAS and FALSR, whose hierarchical mutation is two roulette wheels. Our read
 
 Each mutated child changes one gene: a cell (a group of genes: the global choices, one
 stage, or one layer) is drawn uniformly, then one of its genes that has a choice; every
-mutation moves the gene to a value other than its current one. The share of offspring
-mutated is the "mutation ratio" (0.8 in Table 1). Crossover works on whole cells, as in
-MoreMNAS's cell-based crossover: each cell comes from either parent with probability 1/2.
+mutation moves the gene to a value other than its current one. Crossover works on whole
+cells, as in MoreMNAS's cell-based crossover: each cell comes from either parent with
+probability 1/2.
+
+Algorithm 1 builds the offspring as crossover(M) ∪ hierarchical-mutation(M), M chosen by
+tournament from the survived population: two sets of children, mutation never applied to a
+crossover child (`UnionMating`). Table 1 sizes them with its one number, the "mutation
+ratio" 0.8, which we read as the share of the offspring that are mutants (the other 0.2
+crossover children). Table 1 gives no crossover probability: a pair sent to crossover is
+always crossed (an uncrossed pair would only copy its parents, which are not new).
 
 The operators see a space only through `GeneLayout` (choices per gene and the genes of
 each cell) and a cost function of an encoding, so any space family plugs in (see
@@ -29,6 +36,7 @@ each cell) and a cost function of an encoding, so any space family plugs in (see
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,7 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymoo.core.crossover import Crossover
+from pymoo.core.mating import Mating
 from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
 
 KINDS = ("random", "reinforced", "prior")
 
@@ -101,10 +111,11 @@ class MutationProbs:
 
 class HierarchicalMutation(Mutation):
     """SCARLET-NAS's hierarchical mutation (see the module docstring). `cost(x)` is the
-    prior (lower is favoured); `prob` is the mutation ratio. `kinds_used` counts draws."""
+    prior (lower is favoured); every child handed to it is mutated (`prob` 1: the mutation
+    ratio sizes `UnionMating`'s sets instead). `kinds_used` counts draws."""
 
     def __init__(self, layout: GeneLayout, cost: Callable[[np.ndarray], float],
-                 probs: MutationProbs = MutationProbs(), prob: float = 0.8):
+                 probs: MutationProbs = MutationProbs(), prob: float = 1.0):
         super().__init__(prob=prob)
         self.layout, self.cost, self.probs = layout, cost, probs
         self.n = np.asarray(layout.n_choices)
@@ -182,7 +193,7 @@ class CellCrossover(Crossover):
     """Two parents, two children: each cell (all its genes together) comes from one parent
     or the other with probability 1/2, as in MoreMNAS's cell-based crossover."""
 
-    def __init__(self, layout: GeneLayout, prob: float = 0.9):
+    def __init__(self, layout: GeneLayout, prob: float = 1.0):
         super().__init__(n_parents=2, n_offsprings=2, prob=prob)
         self.cells = [np.asarray(c) for c in layout.cells]
 
@@ -194,6 +205,43 @@ class CellCrossover(Crossover):
                 if random_state.random() < 0.5:
                     Y[0, k, cell], Y[1, k, cell] = X[1, k, cell], X[0, k, cell]
         return Y
+
+
+class UnionMating(Mating):
+    """Algorithm 1's offspring, crossover(M) ∪ hierarchical-mutation(M): a tournament picks
+    M from the population it is given; each child is, with probability `mutation_ratio`, a
+    mutant of one member of M, else a crossover child of two. Children carry their "origin"."""
+
+    def __init__(self, selection, crossover: Crossover, mutation: Mutation,
+                 mutation_ratio: float = 0.8, **kwargs):
+        super().__init__(selection, crossover, mutation, **kwargs)
+        if not 0 <= mutation_ratio <= 1:
+            raise ValueError(f"mutation ratio: {mutation_ratio} must be a share of the "
+                             "offspring, in [0, 1]")
+        self.mutation_ratio = mutation_ratio
+
+    def _do(self, problem, pop, n_offsprings, random_state=None, **kwargs):
+        # rounded at random, so that the refill's requests of a few children keep the share
+        n_mut = int(math.floor(self.mutation_ratio * n_offsprings + random_state.random()))
+        n_cross = n_offsprings - n_mut
+        cx = self.crossover
+        n_pairs = math.ceil(n_cross / cx.n_offsprings)
+        M = self.selection(problem, pop, n_pairs * cx.n_parents + n_mut, n_parents=1,
+                           to_pop=False, random_state=random_state, **kwargs).ravel()
+        off = Population.empty()
+        if n_pairs:
+            pairs = M[:n_pairs * cx.n_parents].reshape(n_pairs, cx.n_parents)
+            crossed = cx(problem, pop, parents=pairs, random_state=random_state,
+                         **kwargs)[:n_cross]
+            crossed.set("origin", "crossover")
+            off = Population.merge(off, crossed)
+        if n_mut:
+            # fresh individuals: mutation writes X in place, and M's members are the parents
+            mutants = Population.new(X=pop[M[n_pairs * cx.n_parents:]].get("X"))
+            mutants = self.mutation(problem, mutants, random_state=random_state, **kwargs)
+            mutants.set("origin", "mutation")
+            off = Population.merge(off, mutants)
+        return off
 
 
 def encoding_cost(space, cost_of_arch: Callable) -> Callable[[np.ndarray], float]:
