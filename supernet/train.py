@@ -175,10 +175,9 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         opt.load_state_dict(prev["optimizer"])
         sched.load_state_dict(prev["scheduler"])
         history, start, seconds = list(prev["history"]), prev["epoch"], prev["seconds"]
-    dropout = space.dropout if cfg.dropout is None else cfg.dropout
     lead = d.rank == 0
     if lead and not cfg.quiet and start < cfg.epochs:
-        print(_header(cfg, space, data, d, dropout), flush=True)
+        print(_header(cfg, space, data, d), flush=True)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
@@ -241,9 +240,9 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
             dist.barrier()  # the others wait while rank 0 evaluates and saves
 
 
-def _header(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist,
-            dropout: float) -> str:
+def _header(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist) -> str:
     """The values in force, once at the start of the log."""
+    dropout = space.dropout if cfg.dropout is None else cfg.dropout
     return (f"nas-train: space {space.name} ({space.num_classes} classes, base "
             f"{space.base_resolution} px), data {data.name} ({len(data.train)} train"
             f"{', streamed' if data.streamed else ''}, {cfg.workers} workers), recipe "
