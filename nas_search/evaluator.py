@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from supernet.calibrate import as_supernet_call, recalibrate
-from supernet.checkpoint import load_checkpoint
+from supernet.checkpoint import checkpoint_data, load_checkpoint
 from supernet.data import (
     DataSet,
     batches,
     images,
-    load_data,
     normalize,
     resize,
     stratified_subset,
@@ -157,15 +156,7 @@ class SupernetEvaluator:
                         data: str | None = None, **kwargs) -> SupernetEvaluator:
         """Load a checkpoint and the data set it was trained on (its held-out val split)."""
         net, extra = load_checkpoint(path, space)
-        spec = data or extra.get("data") or "digits"
-        seed = int(extra.get("seed", 0))  # the split seed of training: val stays held out
-        dataset = load_data(spec, net.space.base_resolution, seed)
-        if dataset.num_classes != net.space.num_classes:
-            raise ValueError(f"data: {spec!r} has {dataset.num_classes} classes but the "
-                             f"supernet's space has {net.space.num_classes}"
-                             + ("" if data or "data" in extra else
-                                "; the checkpoint records no data set (e.g. a converted "
-                                "supernet): give --data SPEC"))
+        _, dataset = checkpoint_data(net.space, extra, data)
         kwargs.setdefault("name", f"supernet-{file_digest(path)}")
         return cls(net, dataset, **kwargs)
 

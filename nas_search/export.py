@@ -30,10 +30,10 @@ import torch
 import yaml
 
 from supernet.calibrate import as_supernet_call, calibrated_child, recalibrate_on
-from supernet.checkpoint import load_checkpoint
+from supernet.checkpoint import checkpoint_data, load_checkpoint
 from supernet.child_file import ChildFile, arch_yaml, check_onnx_available, export_onnx, save_child
 from supernet.cost import macs
-from supernet.data import DataSet, batches, load_data
+from supernet.data import DataSet, batches
 from supernet.evaluation import evaluate
 from supernet.export import fold_els_layers
 from supernet.finetune import finetune, recipe_from_config
@@ -266,19 +266,11 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     space = net.space
     archs = [space.parse(p.arch) for p in picks]  # an arch of another space fails here
     calib = cfg.calib_images or _run_calib_images(cfg.run)
-    spec = cfg.data or extra.get("data") or "digits"
-    seed = int(extra.get("seed", 0))  # the training split: val and test stay held out
-    data = load_data(spec, space.base_resolution, seed)
-    if data.num_classes != space.num_classes:
-        raise ValueError(f"data: {spec!r} has {data.num_classes} classes but the "
-                         f"supernet's space has {space.num_classes}"
-                         + ("" if cfg.data or "data" in extra else
-                            "; the checkpoint records no data set (e.g. a converted "
-                            "supernet): give --data SPEC"))
+    spec, data = checkpoint_data(space, extra, cfg.data)
     calib = min(calib, len(data.train))  # as the search's evaluator: at most the split
     net.to(device).eval()
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
-              "split_seed": seed, "calib_images": calib, "calib_seed": 0,
+              "split_seed": int(extra.get("seed", 0)), "calib_images": calib, "calib_seed": 0,
               "recipe_config": extra.get("config")}
     rows = []
     with torch_threads(cfg.threads), _staged_folder(out, cfg.force) as tmp:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .data import DataSet, load_data
 from .model import ElasticSupernet
 from .space import SearchSpace, load_space, space_from_dict
 from .utils import atomic_torch_save, load_format
 
-__all__ = ["atomic_torch_save", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = ["atomic_torch_save", "checkpoint_data", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint"]
 
 FORMAT = "nas-supernet/1"
 
@@ -45,3 +47,19 @@ def load_checkpoint(
     net.load_state_dict(ck["state_dict"])
     extra = {k: v for k, v in ck.items() if k not in ("format", "space", "state_dict")}
     return net, extra
+
+
+def checkpoint_data(space: SearchSpace, extra: dict[str, Any],
+                    given: str | None = None) -> tuple[str, DataSet]:
+    """(spec, data set) a loaded checkpoint is evaluated on: `given`, else the one it was
+    trained on, with its split seed, so val stays held out; ValueError when the class
+    count differs from the space's."""
+    spec = given or extra.get("data") or "digits"
+    data = load_data(spec, space.base_resolution, int(extra.get("seed", 0)))
+    if data.num_classes != space.num_classes:
+        hint = "" if given or "data" in extra else (
+            "; the checkpoint records no data set (e.g. a converted supernet): give "
+            "--data SPEC")
+        raise ValueError(f"data: {spec!r} has {data.num_classes} classes but the "
+                         f"supernet's space has {space.num_classes}{hint}")
+    return spec, data
