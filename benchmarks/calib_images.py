@@ -23,8 +23,8 @@ from scipy.stats import kendalltau
 
 from nas_search.evaluator import SupernetEvaluator
 from supernet.checkpoint import load_checkpoint
-from supernet.data import load_data
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import load_data
+from supernet.training.train import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = (64, 256, 1024, 4096)

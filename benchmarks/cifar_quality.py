@@ -35,13 +35,13 @@ import torch
 
 from predictors import rank_metrics
 from supernet import ElasticSupernet, load_checkpoint, load_space, macs
-from supernet.config import TrainConfig, check_config, resolved
-from supernet.data import DataSet, batches, calib_batches, load_data
-from supernet.evaluation import calibrate_bn, evaluate
-from supernet.optim import FLOOR_AT, make_scheduler, param_groups
-from supernet.space import Arch
-from supernet.steps import sandwich_step
-from supernet.train import train
+from supernet.data.datasets import DataSet, batches, calib_batches, load_data
+from supernet.spaces.space import Arch
+from supernet.training.config import TrainConfig, check_config, resolved
+from supernet.training.evaluation import calibrate_bn, evaluate
+from supernet.training.optim import FLOOR_AT, make_scheduler, param_groups
+from supernet.training.steps import sandwich_step
+from supernet.training.train import train
 from supernet.utils import mixed_seed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,6 +1,6 @@
 """Closed-form cost counter against fvcore: children per second on the same seeded children.
 
-The closed form (`supernet.cost.macs`) is timed over all children; fvcore
+The closed form (`supernet.spaces.cost.macs`) is timed over all children; fvcore
 (`FlopCountAnalysis` of the exported child, one image at the child's resolution) over the
 first few only, since it traces every child, and its rate is extrapolated to the rest.
 Export time is reported apart and not charged to fvcore. Target: >= 20,000 children/s
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from supernet import ElasticSupernet, load_space, macs
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
     warnings.simplefilter("ignore", DeprecationWarning)

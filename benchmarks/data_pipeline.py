@@ -1,6 +1,6 @@
 """Streaming image-folder pipeline: printed figures, not a timed test.
 
-1. Loader throughput: images/s of `supernet.data.batches` on a generated folder of
+1. Loader throughput: images/s of `supernet.data.datasets.batches` on a generated folder of
    256-px JPEGs, random-resized-cropped to 224 (attentive-mbv3's base resolution),
    with 0, 1 and 2 worker processes, and per worker.
 2. Beside it, the images/s an attentive-mbv3 sandwich step consumes on this CPU
@@ -36,9 +36,9 @@ import torch
 from PIL import Image
 
 from supernet import ElasticSupernet, load_space
-from supernet.config import TrainConfig, resolved
-from supernet.data import batches, load_data
-from supernet.steps import sandwich_children, sandwich_step
+from supernet.data.datasets import batches, load_data
+from supernet.training.config import TrainConfig, resolved
+from supernet.training.steps import sandwich_children, sandwich_step
 
 
 def make_folder(root: Path, n: int, size: int = 256, classes: int = 10, seed: int = 0) -> Path:
@@ -124,8 +124,9 @@ num_classes: 10
 
 def epoch_peak_mb(root: Path, out: Path, threads: int, space: str) -> tuple[float, float]:
     """(peak summed PSS in MB, seconds) of one `nas-train` epoch over the folder."""
-    cmd = [sys.executable, "-m", "supernet.cli", "--space", space, "--data", f"folder:{root}",
-           "--epochs", "1", "--workers", "2", "--threads", str(threads), "--calib-images", "64",
+    cmd = [sys.executable, "-m", "supernet.training.cli", "--space", space,
+           "--data", f"folder:{root}", "--epochs", "1", "--workers", "2", "--threads", str(threads),
+           "--calib-images", "64",
            "--out", str(out), "--quiet"]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

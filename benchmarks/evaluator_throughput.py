@@ -3,14 +3,14 @@
 1. BN recalibration of attentive-mbv3's smallest child at 192 px and largest at 288 px on
    64 images in batches of 16: the evaluator's procedure (exported child, channels-last,
    in-place activations, glibc keeping freed memory) against the same recalibration on the
-   elastic supernet (`supernet.evaluation.calibrate_bn`, default allocator), next to
+   elastic supernet (`supernet.training.evaluation.calibrate_bn`, default allocator), next to
    AttentiveNAS's own figures on this machine type (../shared/bench/attentivenas_workload.json).
 2. Children of the trained digits supernet evaluated per minute (BN recalibration on 64
    training images + top-1 on the 270 val images), and the share spent in calibration.
 
     python benchmarks/evaluator_throughput.py [--supernet runs/digits/supernet.pt] [--threads 1]
 
-Without a trained checkpoint, part 2 trains the default one first (supernet.train).
+Without a trained checkpoint, part 2 trains the default one first (supernet.training.train).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 
 from nas_search.evaluator import SupernetEvaluator
 from supernet import ElasticSupernet, load_space
-from supernet.data import DataSet, Split, normalize, resize
-from supernet.evaluation import calibrate_bn
+from supernet.data.datasets import DataSet, Split, normalize, resize
+from supernet.training.evaluation import calibrate_bn
 
 WORKLOAD = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / \
     "attentivenas_workload.json"
@@ -110,7 +110,7 @@ def main() -> None:
     bn_recalibration(args.repeats)
     ckpt = Path(args.supernet)
     if not ckpt.is_file():
-        from supernet.train import TrainConfig, train
+        from supernet.training.train import TrainConfig, train
 
         ckpt = train(TrainConfig(out=ckpt.parent))
     digits_throughput(ckpt, args.children, args.threads or None)

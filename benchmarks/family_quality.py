@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from nas_search.evaluator import SupernetEvaluator
-from supernet.space import load_space
-from supernet.train import TrainConfig, train
+from supernet.spaces.space import load_space
+from supernet.training.train import TrainConfig, train
 
 
 def random_children(space_name: str, n: int, seed: int) -> list:

@@ -21,8 +21,8 @@ import torch
 from predictors import PREDICTORS, ArchEncoder, make_predictor, rank_metrics
 from predictors.io import write_csv_atomic
 from supernet import load_checkpoint, macs
-from supernet.data import batches, calib_batches, load_data
-from supernet.evaluation import calibrate_bn, evaluate
+from supernet.data.datasets import batches, calib_batches, load_data
+from supernet.training.evaluation import calibrate_bn, evaluate
 
 
 def digest(path: str | Path) -> str:

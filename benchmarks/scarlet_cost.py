@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from supernet import ElasticSupernet, load_space
-from supernet.cost import cost
-from supernet.space import with_els
+from supernet.spaces.cost import cost
+from supernet.spaces.space import with_els
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -20,9 +20,9 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from nas_search.evaluator import SupernetEvaluator
-from supernet.cost import macs
-from supernet.space import load_space
-from supernet.train import TrainConfig, train
+from supernet.spaces.cost import macs
+from supernet.spaces.space import load_space
+from supernet.training.train import TrainConfig, train
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def supernet_checkpoint(out: Path, data: str, epochs: int) -> Path:
     """The trained supernet in `out` (trained there first unless complete; a complete one
     is reused whatever data spec names the same files)."""
     from supernet.checkpoint import read_checkpoint
-    from supernet.train import TrainConfig, train
+    from supernet.training.train import TrainConfig, train
 
     path = out / "supernet.pt"
     if path.is_file() and read_checkpoint(path).get("completed"):

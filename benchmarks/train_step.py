@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from supernet import ElasticSupernet, load_space
-from supernet.config import TrainConfig, resolved
-from supernet.evaluation import calibrate_bn
-from supernet.space import Arch, SearchSpace
-from supernet.steps import sandwich_step
+from supernet.spaces.space import Arch, SearchSpace
+from supernet.training.config import TrainConfig, resolved
+from supernet.training.evaluation import calibrate_bn
+from supernet.training.steps import sandwich_step
 
 WORKLOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "attentivenas_workload.json"
 CFG = resolved(TrainConfig())  # label smoothing, clipping, channels_last as in training

@@ -18,9 +18,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from supernet.calibrate import as_supernet_call, recalibrate
 from supernet.checkpoint import checkpoint_data, load_checkpoint
-from supernet.data import (
+from supernet.data.datasets import (
     DataSet,
     batches,
     images,
@@ -28,11 +27,12 @@ from supernet.data import (
     resize,
     stratified_subset,
 )
-from supernet.data import calib_indices as calib_subset
-from supernet.evaluation import evaluate
-from supernet.export import fold_els_layers
-from supernet.model import ElasticSupernet
-from supernet.space import Arch, SearchSpace
+from supernet.data.datasets import calib_indices as calib_subset
+from supernet.nn.export import fold_els_layers
+from supernet.nn.model import ElasticSupernet
+from supernet.spaces.space import Arch, SearchSpace
+from supernet.training.calibrate import as_supernet_call, recalibrate
+from supernet.training.evaluation import evaluate
 from supernet.utils import device_sync, median_ms, torch_threads
 
 EVAL_COLUMNS = ("arch", "top1", "loss", "evaluator", "eval_time_s")

@@ -2,7 +2,7 @@
 recalibrate their BN, measure them, optionally fine-tune them, write one folder each.
 
     OUT/<label>/model.pt      plain state_dict + arch + space + resolution + mean/std +
-                              metrics (supernet.child_file; loads with weights_only=True)
+                              metrics (supernet.nn.child_file; loads with weights_only=True)
     OUT/<label>/arch.yaml     the subnet description
     OUT/<label>/metrics.json  top-1/loss on val (and test), MACs, params, batch-1 latency
     OUT/<label>/model.onnx    with --onnx, checked against torch with onnxruntime
@@ -29,15 +29,21 @@ import pandas as pd
 import torch
 import yaml
 
-from supernet.calibrate import as_supernet_call, calibrated_child, recalibrate_on
 from supernet.checkpoint import checkpoint_data, load_checkpoint
-from supernet.child_file import ChildFile, arch_yaml, check_onnx_available, export_onnx, save_child
-from supernet.cost import macs
-from supernet.data import DataSet, batches
-from supernet.evaluation import evaluate
-from supernet.export import fold_els_layers
-from supernet.finetune import finetune, recipe_from_config
-from supernet.space import Arch, SearchSpace
+from supernet.data.datasets import DataSet, batches
+from supernet.nn.child_file import (
+    ChildFile,
+    arch_yaml,
+    check_onnx_available,
+    export_onnx,
+    save_child,
+)
+from supernet.nn.export import fold_els_layers
+from supernet.spaces.cost import macs
+from supernet.spaces.space import Arch, SearchSpace
+from supernet.training.calibrate import as_supernet_call, calibrated_child, recalibrate_on
+from supernet.training.evaluation import evaluate
+from supernet.training.finetune import finetune, recipe_from_config
 from supernet.utils import parse_device
 
 from .evaluator import CALIB_IMAGES, file_digest, measure_latency, torch_threads

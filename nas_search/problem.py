@@ -1,6 +1,6 @@
 """What a search optimises and what it allows: objectives, weights, constraints, targets.
 
-Tables hold top-1 as a fraction in 0..1 (as `supernet.evaluation` does); plots and
+Tables hold top-1 as a fraction in 0..1 (as `supernet.training.evaluation` does); plots and
 progress lines show it in percent. Objectives are turned into pymoo's form (all
 minimised) here, and into a fixed normalised form for the hypervolume.
 """
@@ -16,8 +16,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from supernet.cost import cost as _closed_form_cost
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.cost import cost as _closed_form_cost
+from supernet.spaces.space import Arch, SearchSpace
 
 # objective name -> (table column, +1 to maximise / -1 to minimise)
 OBJECTIVES: dict[str, tuple[str, int]] = {

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 from supernet.utils import atomic_write
 
 from .pareto import front, rank_table

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from supernet.space import load_space
+from supernet.spaces.space import load_space
 
 from .evaluator import CALIB_IMAGES, DistributedEvaluator, Evaluator, SupernetEvaluator
 from .pareto import equispaced_picks
@@ -166,7 +166,7 @@ def _check_writable(out: Path) -> None:
 def default_supernet(cfg: SearchConfig, device: str, quiet: bool) -> Path:
     """Train (or reuse, when complete) the supernet into OUT/supernet with `nas-train`'s
     code and defaults: the tiny space on the embedded digits unless `cfg` names others."""
-    from supernet.train import TrainConfig, train
+    from supernet.training.train import TrainConfig, train
 
     train_cfg = TrainConfig(out=Path(cfg.out) / "supernet", seed=cfg.seed, quiet=quiet,
                             space=cfg.space or TrainConfig.space,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supernet.space import Arch
+from supernet.spaces.space import Arch
 
 from .evaluator import EVAL_COLUMNS, Evaluator, check_output
 from .pareto import table_hypervolume

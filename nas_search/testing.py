@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 
 from .evaluator import EVAL_COLUMNS
 
@@ -22,7 +22,7 @@ class OracleEvaluator:
     """
 
     def __init__(self, space: SearchSpace, noise: float = 0.03, name: str = "oracle"):
-        from supernet.cost import macs
+        from supernet.spaces.cost import macs
 
         self.space, self.noise, self.name = space, noise, name
         self._macs = macs

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 
 from .features import encode_archs
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 
 
 def encode_archs(space: SearchSpace, archs: Sequence[Arch] | np.ndarray) -> np.ndarray:

@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from supernet.model import ElasticSupernet
-from supernet.plan import MBCONV, child_plan
-from supernet.space import Arch, SearchSpace, StageArch
+from supernet.nn.model import ElasticSupernet
+from supernet.spaces.plan import MBCONV, child_plan
+from supernet.spaces.space import Arch, SearchSpace, StageArch
 from supernet.utils import device_sync, torch_threads
 
 from .io import write_csv_atomic

@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 from threadpoolctl import threadpool_limits
 
-from supernet.space import SearchSpace
+from supernet.spaces.space import SearchSpace
 
 from .features import ArchEncoder
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data import DataSet, load_data
-from .model import ElasticSupernet
-from .space import SearchSpace, load_space, space_from_dict
+from .data.datasets import DataSet, load_data
+from .nn.model import ElasticSupernet
+from .spaces.space import SearchSpace, load_space, space_from_dict
 from .utils import atomic_torch_save, load_format
 
 __all__ = ["atomic_torch_save", "checkpoint_data", "load_checkpoint", "read_checkpoint",

@@ -47,7 +47,7 @@ def small(tmp_path) -> tuple[str, str]:
 
 def small_config(small: tuple[str, str], tmp_path, **kw):
     """A TrainConfig of a 2-epoch run on `small` (overridden by `kw`)."""
-    from supernet.train import TrainConfig
+    from supernet.training.train import TrainConfig
 
     space, data = small
     base = dict(space=space, data=data, epochs=2, batch_size=16, lr=0.2, warmup_epochs=0.5,

@@ -16,8 +16,8 @@ import torch
 from supernet import ElasticSupernet, convert, load_checkpoint, load_space, peer_arch
 from supernet.converters.attentivenas import SPACE, map_state_dict
 from supernet.converters.cli import main
-from supernet.ops import shortcut_pool, shortcut_pool_layer
-from supernet.plan import child_plan
+from supernet.nn.ops import shortcut_pool, shortcut_pool_layer
+from supernet.spaces.plan import child_plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

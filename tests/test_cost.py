@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from supernet import ElasticSupernet, load_space
-from supernet.cost import cost, macs, params
-from supernet.plan import ChildPlan, child_plan
-from supernet.space import Arch, SearchSpace, builtin_spaces
+from supernet.spaces.cost import cost, macs, params
+from supernet.spaces.plan import ChildPlan, child_plan
+from supernet.spaces.space import Arch, SearchSpace, builtin_spaces
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from supernet.data import (
+from supernet.data.datasets import (
     _stratified_split,
     augment,
     batches,

@@ -13,8 +13,8 @@ import torch
 
 from supernet import ElasticSupernet, load_space
 from supernet.checkpoint import read_checkpoint
-from supernet.distributed import DynamicSyncBatchNorm2d, convert_sync_bn
-from supernet.train import TrainConfig, train
+from supernet.training.distributed import DynamicSyncBatchNorm2d, convert_sync_bn
+from supernet.training.train import TrainConfig, train
 
 SPACE = """
 name: ddp
@@ -47,7 +47,7 @@ def _setup(tmp_path) -> list[str]:
 def _torchrun(args: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "supernet.cli", *args]
+           "-m", "supernet.training.cli", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # parameters are channels-last before DDP wraps them: no gradient copies into buckets

@@ -20,11 +20,11 @@ from nas_search import SearchConfig, SupernetEvaluator, run_search
 from nas_search.export import equispaced, parse_pick
 from nas_search.export_cli import main
 from supernet import calibrated_child, load_checkpoint, load_child, load_space, params
-from supernet.child_file import FORMAT, check_onnx_available, read_child
-from supernet.cost import macs
-from supernet.data import load_data, normalize, resize
-from supernet.finetune import finetune, recipe_from_config
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import load_data, normalize, resize
+from supernet.nn.child_file import FORMAT, check_onnx_available, read_child
+from supernet.spaces.cost import macs
+from supernet.training.finetune import finetune, recipe_from_config
+from supernet.training.train import TrainConfig, train
 
 CALIB = 32
 
@@ -114,7 +114,7 @@ def test_exported_file_loads_alone_and_matches_the_supernets_calibrated_child(
 
 
 def load_space_dict_equal(d: dict, space) -> bool:
-    from supernet.space import space_from_dict
+    from supernet.spaces.space import space_from_dict
 
     return space_from_dict(d) == space
 

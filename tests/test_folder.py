@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from supernet.checkpoint import read_checkpoint
-from supernet.cli import main
-from supernet.data import batches, calib_batches, images, load_data
-from supernet.folder import centre_box, rrc_box
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import batches, calib_batches, images, load_data
+from supernet.data.folder import centre_box, rrc_box
+from supernet.training.cli import main
+from supernet.training.train import TrainConfig, train
 
 
 def _photos(root, per_class=(4, 2), size=(64, 48), classes=("ant", "bee"), fmt="JPEG"):
@@ -112,7 +112,7 @@ def test_shards_of_two_gloo_processes_are_disjoint_and_cover_the_epoch(tmp_path)
     script = tmp_path / "shard.py"
     script.write_text(f"""
 import json, os, torch, torch.distributed as dist
-from supernet.data import batches, load_data
+from supernet.data.datasets import batches, load_data
 dist.init_process_group("gloo")
 r, w = dist.get_rank(), dist.get_world_size()
 d = load_data("folder:{root}", 16)
@@ -169,10 +169,10 @@ def test_streamed_training_with_workers_resumes_bit_identical(tmp_path, monkeypa
         calls.append(1)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("supernet.train.save_checkpoint", stop_after_first)
+    monkeypatch.setattr("supernet.training.train.save_checkpoint", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(**cfg, out=str(tmp_path / "cut")))
-    monkeypatch.setattr("supernet.train.save_checkpoint", real)
+    monkeypatch.setattr("supernet.training.train.save_checkpoint", real)
     done = read_checkpoint(train(TrainConfig(**cfg, out=str(tmp_path / "cut"), resume=True)))
     assert done["completed"] and calls == [1]
     for k, v in full["state_dict"].items():

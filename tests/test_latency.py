@@ -23,8 +23,8 @@ from predictors.latency import (
     save_table,
 )
 from supernet import load_space
-from supernet.plan import child_plan
-from supernet.space import space_from_dict
+from supernet.spaces.plan import child_plan
+from supernet.spaces.space import space_from_dict
 
 TINY = load_space("tiny")
 

@@ -26,15 +26,15 @@ from predictors.features import ArchEncoder
 from predictors.latency import covering_archs, layer_keys
 from supernet import ElasticSupernet, calibrated_child, load_checkpoint, load_child
 from supernet.checkpoint import atomic_torch_save, read_checkpoint
-from supernet.child_file import ChildFile, save_child
-from supernet.cli import main as train_main
-from supernet.cost import cost, macs, params
-from supernet.data import load_data, normalize, resize
-from supernet.export import ELS
-from supernet.plan import child_plan
-from supernet.space import SKIP, Arch, load_space, op_shape, space_from_dict, with_els
-from supernet.steps import single_path_children
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import load_data, normalize, resize
+from supernet.nn.child_file import ChildFile, save_child
+from supernet.nn.export import ELS
+from supernet.spaces.cost import cost, macs, params
+from supernet.spaces.plan import child_plan
+from supernet.spaces.space import SKIP, Arch, load_space, op_shape, space_from_dict, with_els
+from supernet.training.cli import main as train_main
+from supernet.training.steps import single_path_children
+from supernet.training.train import TrainConfig, train
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -478,7 +478,7 @@ def test_two_gloo_processes_match_one_process(small, tmp_path, fair: bool) -> No
             "--lr", "0.2", "--warmup-epochs", "0", "--dropout", "0", "--calib-images", "16",
             "--quiet", "--sync-bn"] + (["--fair"] if fair else [])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "supernet.cli", *args, "--out", str(tmp_path / "ddp")]
+           "-m", "supernet.training.cli", *args, "--out", str(tmp_path / "ddp")]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -143,7 +143,7 @@ def test_report_overlays_runs_and_prints_a_comparison(ckpt, tmp_path, capsys):
 
 def test_without_a_supernet_the_default_one_is_trained_first(ckpt, tmp_path, monkeypatch,
                                                              capsys):
-    import supernet.train
+    import supernet.training.train
 
     calls = []
 
@@ -154,7 +154,7 @@ def test_without_a_supernet_the_default_one_is_trained_first(ckpt, tmp_path, mon
         path.write_bytes(Path(ckpt).read_bytes())
         return path
 
-    monkeypatch.setattr(supernet.train, "train", fake_train)
+    monkeypatch.setattr(supernet.training.train, "train", fake_train)
     out = tmp_path / "run"
     assert main(["--strategy", "nsga2", "--budget", "8", "--pop-size", "4", "--seed", "3",
                  "--out", str(out), *FAST, "--quiet"]) == 0

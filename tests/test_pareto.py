@@ -24,7 +24,7 @@ from nas_search.report import compare
 from nas_search.results import read_results
 from nas_search.testing import OracleEvaluator
 from supernet import load_space
-from supernet.cost import macs
+from supernet.spaces.cost import macs
 
 TINY = load_space("tiny")
 BIG_MACS = macs(TINY, TINY.max_arch())

@@ -30,7 +30,7 @@ from predictors import (
 )
 from predictors.features import encode_archs
 from supernet import load_space
-from supernet.cost import macs
+from supernet.spaces.cost import macs
 
 SPACE = load_space("tiny")
 NAMES = sorted(PREDICTORS)

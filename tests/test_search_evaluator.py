@@ -12,8 +12,8 @@ from nas_search import EVAL_COLUMNS, Evaluator, SupernetEvaluator
 from nas_search.evaluator import check_output
 from nas_search.testing import OracleEvaluator
 from supernet import load_space
-from supernet.data import calib_batches, load_data, normalize, resize, stratified_subset
-from supernet.evaluation import calibrate_bn, evaluate
+from supernet.data.datasets import calib_batches, load_data, normalize, resize, stratified_subset
+from supernet.training.evaluation import calibrate_bn, evaluate
 
 TINY = load_space("tiny")
 

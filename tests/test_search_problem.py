@@ -16,7 +16,7 @@ from nas_search.problem import (
     parse_latency,
 )
 from supernet import load_space
-from supernet.cost import cost
+from supernet.spaces.cost import cost
 
 TINY = load_space("tiny")
 

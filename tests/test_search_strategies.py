@@ -26,8 +26,8 @@ from nas_search.strategies.nsga2 import (
 from nas_search.strategies.operators import CellCrossover, HierarchicalMutation, UnionMating
 from nas_search.testing import CountingOracle, OracleEvaluator
 from supernet import load_space
-from supernet.cost import macs
-from supernet.space import space_from_dict
+from supernet.spaces.cost import macs
+from supernet.spaces.space import space_from_dict
 
 TINY = load_space("tiny")
 # small settings so that every strategy runs in a second or two

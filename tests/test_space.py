@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from supernet.cost import macs
-from supernet.space import (
+from supernet.spaces.cost import macs
+from supernet.spaces.space import (
     Arch,
     SearchSpace,
     StageArch,

@@ -13,8 +13,8 @@ from torch import nn
 
 from supernet import ElasticSupernet, load_checkpoint, load_space, save_checkpoint
 from supernet.checkpoint import atomic_torch_save, read_checkpoint
-from supernet.ops import DynamicConv2d
-from supernet.space import Arch, SearchSpace, builtin_spaces
+from supernet.nn.ops import DynamicConv2d
+from supernet.spaces.space import Arch, SearchSpace, builtin_spaces
 
 TOL = 1e-5  # max abs difference allowed between a child in the supernet and exported
 
@@ -157,7 +157,7 @@ def test_export_has_only_standard_torch_layers(net: ElasticSupernet) -> None:
         assert leaves
         for m in leaves:
             assert type(m).__module__.startswith("torch.nn."), type(m)
-        assert not any(type(m).__module__.startswith("supernet.ops") for m in child.modules())
+        assert not any(type(m).__module__.startswith("supernet.nn.ops") for m in child.modules())
 
 
 # ---- slicing, not masking -----------------------------------------------------------------

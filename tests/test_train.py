@@ -12,17 +12,17 @@ import torch
 import torch.nn.functional as F
 from conftest import SMALL, noisy_supernet, small_config
 
-import supernet.config as C
-import supernet.optim as O
-import supernet.steps as S
-import supernet.train as T
+import supernet.training.config as C
+import supernet.training.optim as O
+import supernet.training.steps as S
+import supernet.training.train as T
 from supernet import ElasticSupernet, load_checkpoint, load_space
 from supernet.checkpoint import read_checkpoint
-from supernet.data import load_data, resize
-from supernet.evaluation import calibrate_bn, evaluate
-from supernet.optim import FLOOR, make_scheduler
-from supernet.steps import sandwich_children, sandwich_step
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import load_data, resize
+from supernet.training.evaluation import calibrate_bn, evaluate
+from supernet.training.optim import FLOOR, make_scheduler
+from supernet.training.steps import sandwich_children, sandwich_step
+from supernet.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +73,7 @@ def test_bignas_recipe_trains_at_the_supplements_four_resolutions():
 def test_rmsprop_is_tensorflows_eps_inside_the_root():
     """RMSpropTF against TF's update written out: ms from 1, eps inside sqrt, lr in the
     momentum buffer; torch's RMSprop (eps outside, ms from 0) gives another trajectory."""
-    from supernet.optim import RMSpropTF
+    from supernet.training.optim import RMSpropTF
 
     torch.manual_seed(0)
     w0 = torch.randn(5, dtype=torch.float64)

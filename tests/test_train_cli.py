@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.cli import build_parser, main
-from supernet.train import TrainConfig
+from supernet.training.cli import build_parser, main
+from supernet.training.train import TrainConfig
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_help_exits_zero(capsys):
 
 
 def test_module_entry_point_exit_code_without_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "supernet.cli", "--batch-size", "0",
+    done = subprocess.run([sys.executable, "-m", "supernet.training.cli", "--batch-size", "0",
                            "--out", str(tmp_path / "x")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr

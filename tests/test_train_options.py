@@ -9,18 +9,18 @@ import torch
 import torch.nn.functional as F
 from conftest import noisy_supernet, small_config
 
-import supernet.config as C
-import supernet.optim as O
-import supernet.steps as S
-import supernet.train as T
+import supernet.training.config as C
+import supernet.training.optim as O
+import supernet.training.steps as S
+import supernet.training.train as T
 from supernet import load_space, macs
 from supernet.checkpoint import read_checkpoint
-from supernet.data import resize
-from supernet.distill import adaptive_alpha, alpha_divergence, distill_loss
-from supernet.optim import make_scheduler
-from supernet.sampling import attentive_candidates, pick, warmup_children
-from supernet.steps import sandwich_children, sandwich_step
-from supernet.train import TrainConfig, train
+from supernet.data.datasets import resize
+from supernet.training.distill import adaptive_alpha, alpha_divergence, distill_loss
+from supernet.training.optim import make_scheduler
+from supernet.training.sampling import attentive_candidates, pick, warmup_children
+from supernet.training.steps import sandwich_children, sandwich_step
+from supernet.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,7 +21,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from predictors.metrics import cross_val_rank_metrics
 from predictors.models import make_predictor
-from supernet.space import Arch
+from supernet.spaces.space import Arch
 
 from ..session import Session
 from .base import ArchProblem, NoFeasibleChild, Strategy, extremes, sample_new

@@ -13,7 +13,7 @@ import pandas as pd
 from pymoo.config import Config
 from pymoo.core.problem import Problem
 
-from supernet.space import Arch
+from supernet.spaces.space import Arch
 
 from ..results import best_first
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from supernet.space import Arch, SearchSpace
+from supernet.spaces.space import Arch, SearchSpace
 
 from ..problem import format_count
 from ..session import Session

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..model import ElasticSupernet
-from ..space import Arch
+from ..nn.model import ElasticSupernet
+from ..spaces.space import Arch
 from . import attentivenas
 from .reading import read_state_dict, sha256
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..space import Arch, SearchSpace, StageArch, load_space
+from ..spaces.space import Arch, SearchSpace, StageArch, load_space
 
 SPACE = "attentive-mbv3"
 

@@ -4,9 +4,8 @@ val top-1 of the smallest and largest child, a checkpoint, a log line).
 
 A checkpoint every epoch; a resumed run ends with the same weights as an uninterrupted
 one, because every random draw follows from (seed, epoch/step). Under `torchrun` the
-same code runs DDP, every rank training the same children. The steps are in
-`supernet.steps`, the configuration and recipes in `supernet.config`, optimizer and
-schedule in `supernet.optim`.
+same code runs DDP, every rank training the same children. The steps are in `steps`, the
+configuration and recipes in `config`, optimizer and schedule in `optim` (all in this package).
 """
 
 from __future__ import annotations
@@ -22,16 +21,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from ..checkpoint import read_checkpoint, save_checkpoint
+from ..data.datasets import DataSet, batches, calib_batches, load_data
+from ..nn.model import ElasticSupernet
+from ..spaces.space import Arch, SearchSpace, load_space, space_from_dict
+from ..utils import atomic_write, mixed_seed
 from .config import BEFORE_OPTIONS, RUN_ONLY, TrainConfig, check_config, resolved, with_recipe
-from .data import DataSet, batches, calib_batches, load_data
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
-from .model import ElasticSupernet
 from .optim import make_optimizer, make_scheduler
-from .space import Arch, SearchSpace, load_space, space_from_dict
 from .steps import autocast, make_step, training_space
-from .utils import atomic_write, mixed_seed
 
 __all__ = ["TrainConfig", "train"]
 

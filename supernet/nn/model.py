@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spaces.plan import MBCONV, PURE_SKIP, BlockPlan, ChildPlan, child_plan, conv_out, layer_plan
+from ..spaces.space import Arch, SearchSpace, load_space
 from .ops import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, act_fn, shortcut_pool
-from .plan import MBCONV, PURE_SKIP, BlockPlan, ChildPlan, child_plan, conv_out, layer_plan
-from .space import Arch, SearchSpace, load_space
 
 
 class DynamicBlock(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .ops import DynamicBatchNorm2d
+from ..nn.ops import DynamicBatchNorm2d
 
 
 @dataclass(frozen=True)

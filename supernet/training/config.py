@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from ..utils import parse_device
 from .distill import KD_LOSSES
 from .optim import FLOOR_AT, OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
-from .utils import parse_device
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class TrainConfig:
     """Everything a supernet training run needs; `nas-train` flags map one to one."""
 
     space: str = "tiny"  # built-in space name or YAML path
-    data: str = "digits"  # see supernet.data.DATA_SPECS
+    data: str = "digits"  # see supernet.data.datasets.DATA_SPECS
     # Fields left None take the recipe's value (supernet.recipes); set ones win.
     recipe: str = "small"  # "small" (ours, CPU minutes), "bignas", "attentivenas"
     epochs: int | None = None  # small: 8, the default digits run: ~2.5 min on 2 CPU cores

@@ -34,11 +34,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.datasets import resize
+from ..spaces.space import Arch, SearchSpace, with_els
 from .config import TrainConfig, with_recipe
-from .data import resize
 from .distill import distill_loss
 from .sampling import attentive_candidates, pick, warmup_children
-from .space import Arch, SearchSpace, with_els
 
 # (model, optimizer, images, labels, global step) -> (loss, distillation loss), detached
 Step = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, int],

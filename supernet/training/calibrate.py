@@ -12,10 +12,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .data import DataSet, calib_batches
+from ..data.datasets import DataSet, calib_batches
+from ..nn.export import fold_els_layers
+from ..spaces.space import Arch
 from .evaluation import calibrate_bn
-from .export import fold_els_layers
-from .space import Arch
 
 
 class _Forward(nn.Module):

@@ -90,7 +90,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over the first C channels of its largest parameters and buffers.
 
     With `momentum=None` the running statistics become a cumulative average, which is
-    how BN calibration of a child works (see `supernet.train.calibrate_bn`).
+    how BN calibration of a child works (see `supernet.training.train.calibrate_bn`).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..data.datasets import DataSet, batches, resize
+from ..spaces.space import Arch
+from ..utils import mixed_seed
 from .config import TrainConfig, with_recipe
-from .data import DataSet, batches, resize
 from .optim import FLOOR, make_optimizer, make_scheduler
-from .space import Arch
-from .utils import mixed_seed
 
 
 @dataclass(frozen=True)

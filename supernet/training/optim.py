@@ -91,7 +91,7 @@ def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum 0.9, or RMSProp as EfficientNet and BigNAS train
     (decay 0.9, momentum 0.9, epsilon 1e-3), over `param_groups`."""
     groups = param_groups(net, cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":  # TF's form: eps inside the root (supernet.optim)
+    if cfg.optimizer == "rmsprop":  # TF's form: eps inside the root (supernet.training.optim)
         return RMSpropTF(groups, lr=cfg.lr, rho=0.9, momentum=0.9, eps=1e-3)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 

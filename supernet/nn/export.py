@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..spaces.plan import MBCONV, PURE_SKIP, BlockPlan
 from .ops import DynamicBatchNorm2d, DynamicConv2d, make_act, shortcut_pool_layer
-from .plan import MBCONV, PURE_SKIP, BlockPlan
 
 
 class SqueezeExcite(nn.Module):
@@ -153,7 +153,7 @@ def fold_els_layers(child: nn.Sequential) -> nn.Sequential:
 
 def export_child(net, arch, fold_els: bool = True) -> nn.Sequential:
     """Standalone `nn.Sequential(stem, blocks, head)` of child `arch` with copied weights
-    and the supernet's raw BN statistics (see `supernet.calibrate.calibrated_child`);
+    and the supernet's raw BN statistics (see `supernet.training.calibrate.calibrated_child`);
     ELS folded (deployed form) unless `fold_els` is False (to train or recalibrate it)."""
     space, p = net.space, net.plan(arch)
     stem = nn.Sequential(_conv(net.stem_conv, 3, p.stem_out, 3), _bn(net.stem_bn, p.stem_out),

@@ -20,8 +20,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .cost import macs
-from .space import Arch, SearchSpace
+from ..spaces.cost import macs
+from ..spaces.space import Arch, SearchSpace
 
 SAMPLINGS = ("uniform", "best-up", "worst-up")
 DRAWS = 16  # random draws per slot from which the k-1 nearest in MACs are kept

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import resize
-from .model import ElasticSupernet
-from .ops import DynamicBatchNorm2d
-from .space import Arch
+from ..data.datasets import resize
+from ..nn.model import ElasticSupernet
+from ..nn.ops import DynamicBatchNorm2d
+from ..spaces.space import Arch
 
 
 @dataclass(frozen=True)

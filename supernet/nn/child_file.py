@@ -17,10 +17,10 @@ import torch
 import yaml
 from torch import nn
 
+from ..spaces.space import Arch, SearchSpace, space_from_dict
+from ..utils import load_format
 from .export import fold_els_layers
 from .model import ElasticSupernet
-from .space import Arch, SearchSpace, space_from_dict
-from .utils import load_format
 
 FORMAT = "nas-child/1"
 ONNX_TOLERANCE = 1e-4  # max abs difference of logits, onnxruntime vs torch

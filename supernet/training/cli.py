@@ -1,7 +1,7 @@
-"""`nas-train`: argument parsing only; the work is `supernet.train.train`.
+"""`nas-train`: argument parsing only; the work is `supernet.training.train.train`.
 
 Under torchrun this module (or the `nas-train` script) is the entry point of every
-process: `torchrun --nproc_per_node=2 -m supernet.cli --space tiny --data digits`.
+process: `torchrun --nproc_per_node=2 -m supernet.training.cli --space tiny --data digits`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 
-from .checkpoint import read_checkpoint
-from .cli_kit import Parser, run
+from ..checkpoint import read_checkpoint
+from ..cli_kit import Parser, run
+from ..data.datasets import DATA_SPECS
 from .config import RECIPES, RES_SAMPLING, TrainConfig
-from .data import DATA_SPECS
 from .distill import KD_LOSSES
 from .optim import OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
