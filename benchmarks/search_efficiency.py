@@ -38,9 +38,10 @@ from scipy.stats import kendalltau
 
 from nas_search import SearchProblem, Session, SupernetEvaluator
 from nas_search.pareto import hypervolume_curve
-from nas_search.problem import HVFrame, format_count
+from nas_search.problem import HVFrame
 from nas_search.results import best_first, read_results, write_csv
 from nas_search.strategies import run_strategy
+from nas_search.units import format_count
 from supernet.utils import torch_threads
 
 STEP = 5  # hypervolume sampled every STEP evaluations

@@ -3,10 +3,11 @@ BigNAS coarse-to-fine, SCARLET-NAS constrained weighted NSGA-II, predictor-assis
 NSGA-II), one Pareto report. Test fakes live in `nas_search.testing`."""
 
 from .evaluator import EVAL_COLUMNS, Evaluator, SupernetEvaluator
-from .problem import Constraints, SearchProblem, parse_count
+from .problem import Constraints, SearchProblem
 from .search import SearchConfig, run_search
 from .session import Session
 from .strategies import STRATEGIES
+from .units import parse_count
 
 __all__ = ["EVAL_COLUMNS", "Constraints", "Evaluator", "STRATEGIES",
            "SearchConfig", "SearchProblem", "Session", "SupernetEvaluator", "parse_count",

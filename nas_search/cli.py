@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 
 from supernet.cli_kit import Parser, UsageError, arg, number, run, whole
 
-from .problem import OBJECTIVES, format_count, parse_accuracy, parse_count, parse_latency
+from .problem import OBJECTIVES
 from .results import SUMMARY, best_per_target, read_json
 from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
 from .strategies import STRATEGIES
+from .units import format_count, parse_accuracy, parse_count, parse_latency
 
 
 def _list(convert: Callable) -> Callable:
@@ -65,8 +66,9 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
     p.add_argument("--calib-images", type=arg(whole(1), "--calib-images"),
-                   help="training images for each child's BN recalibration (default 4096, "
-                        "at most the training split; see README)")
+                   help="training images for each child's BN recalibration (default: a "
+                        "converted supernet's own recipe, else 4096; at most the training "
+                        "split)")
     p.add_argument("--val-images", type=arg(whole(1), "--val-images"),
                    help="validation images per child (default the whole val split)")
     p.add_argument("--pop-size", type=arg(whole(1), "--pop-size"),

@@ -41,14 +41,14 @@ from supernet.nn.child_file import (
 from supernet.nn.export import fold_els_layers
 from supernet.spaces.cost import macs
 from supernet.spaces.space import Arch, SearchSpace
-from supernet.training.calibrate import as_supernet_call, calibrated_child, recalibrate_on
-from supernet.training.evaluation import evaluate
+from supernet.training.calibrate import ChildImages, calibrated_child, child_images
+from supernet.training.evaluation import calibrate_bn, evaluate
 from supernet.training.finetune import finetune, recipe_from_config
-from supernet.utils import parse_device
+from supernet.utils import file_digest, measure_latency, parse_device, torch_threads
 
-from .evaluator import CALIB_IMAGES, file_digest, measure_latency, torch_threads
-from .problem import format_count
+from .evaluator import default_calib_images
 from .results import FRONT, SUMMARY, read_json, read_results
+from .units import format_count
 
 PICKS = "best | targets | front:K"
 CHILDREN = "children.csv"
@@ -155,11 +155,12 @@ def _run_supernet(run: str | Path) -> str:
     return saved or str(Path(run) / "supernet" / "supernet.pt")
 
 
-def _run_calib_images(run: str | Path | None) -> int:
+def _run_calib_images(run: str | Path | None) -> int | None:
+    """The calibration images a run's search used, where it set them."""
     summary = Path(run) / SUMMARY if run else None
     if summary is not None and summary.is_file():
-        return int(read_json(summary).get("settings", {}).get("calib_images") or CALIB_IMAGES)
-    return CALIB_IMAGES
+        return read_json(summary).get("settings", {}).get("calib_images")
+    return None
 
 
 @contextmanager
@@ -199,21 +200,19 @@ def _scores(child: torch.nn.Module, arch: Arch, data: DataSet, bs: int,
     out = {}
     for name, split in splits.items():
         loader = ((x.to(device), y.to(device)) for x, y in batches(split, data, bs))
-        r = evaluate(as_supernet_call(child), arch, loader)
+        r = evaluate(child, arch, loader)
         out[name] = {"top1": r.top1, "loss": r.loss, "images": r.n}
     return out
 
 
-def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportConfig,
-               calib: int, folder: Path, source: dict, teacher=None) -> dict:
+def export_one(net, space: SearchSpace, images: ChildImages, pick: Pick, cfg: ExportConfig,
+               folder: Path, source: dict, teacher=None) -> dict:
     """Calibrate, measure (fine-tune) and write one child into `folder`; its metrics."""
-    arch = space.parse(pick.arch)
-    device = torch.device(cfg.device)
-    bs = 256  # the search evaluator's batch: the same calibration statistics
+    arch, data, calib = space.parse(pick.arch), images.data, len(images.calib)
+    device, bs = images.device, images.batch_size
     t = time.perf_counter()
     # fine-tuning trains the ELS skips as conv + BN: they fold after it
-    child = calibrated_child(net, arch, data, calib, batch_size=bs, device=device,
-                             fold_els=not cfg.finetune_epochs)
+    child = calibrated_child(net, arch, images, fold_els=not cfg.finetune_epochs)
     m: dict = {"arch": str(arch), "label": pick.label, **pick.search,
                **_scores(child, arch, data, bs, device), "macs": macs(space, arch),
                "calib_images": calib}
@@ -222,8 +221,8 @@ def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportCo
         recipe = recipe_from_config(source.get("recipe_config"))
         res = finetune(child, arch, data, cfg.finetune_epochs, recipe, teacher=teacher,
                        lr=cfg.finetune_lr, device=device, quiet=cfg.quiet)
-        recalibrate_on(child, arch, data, calib, batch_size=bs)
-        child = fold_els_layers(child)
+        calibrate_bn(child, arch, images.calib_batches(arch.resolution), calib)
+        child = fold_els_layers(child.eval())
         m.update(_scores(child, arch, data, bs, device))
         m["finetune"] = {**asdict(res), "before": before}
     m["params"] = sum(p.numel() for p in child.parameters())  # deployed: ELS folded
@@ -243,9 +242,9 @@ def export_one(net, space: SearchSpace, data: DataSet, pick: Pick, cfg: ExportCo
     return m
 
 
-def _teacher(net, space: SearchSpace, data: DataSet, calib: int, device):
+def _teacher(net, space: SearchSpace, images: ChildImages):
     arch = space.max_arch()
-    return calibrated_child(net, arch, data, calib, device=device), arch
+    return calibrated_child(net, arch, images), arch
 
 
 def export_children(cfg: ExportConfig) -> pd.DataFrame:
@@ -271,21 +270,23 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     net, extra = load_checkpoint(ckpt)
     space = net.space
     archs = [space.parse(p.arch) for p in picks]  # an arch of another space fails here
-    calib = cfg.calib_images or _run_calib_images(cfg.run)
+    calib = cfg.calib_images or _run_calib_images(cfg.run) or default_calib_images(extra)
     spec, data = checkpoint_data(space, extra, cfg.data)
     calib = min(calib, len(data.train))  # as the search's evaluator: at most the split
     net.to(device).eval()
+    # the search evaluator's images and batch: the same calibration statistics
+    images = child_images(data, calib, batch_size=256, device=device)
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
               "split_seed": int(extra.get("seed", 0)), "calib_images": calib, "calib_seed": 0,
               "recipe_config": extra.get("config")}
     rows = []
     with torch_threads(cfg.threads), _staged_folder(out, cfg.force) as tmp:
-        teacher = (_teacher(net, space, data, calib, device)
+        teacher = (_teacher(net, space, images)
                    if cfg.finetune_epochs and cfg.finetune_distill else None)
         for i, (p, a) in enumerate(zip(picks, archs)):
             if not cfg.quiet:
                 print(f"[{i + 1}/{len(picks)}] {p.label}: {a}", flush=True)
-            m = export_one(net, space, data, p, cfg, calib, tmp / p.label, source, teacher)
+            m = export_one(net, space, images, p, cfg, tmp / p.label, source, teacher)
             rows.append(_summary_row(m))
         table = pd.DataFrame(rows)
         table.to_csv(tmp / CHILDREN, index=False)

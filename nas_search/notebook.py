@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .problem import format_count, parse_count
 from .report import hypervolume_history, load_run, shared_frame
 from .results import RESULTS, best_child, read_results
+from .units import format_count, parse_count
 
 RunDirs = str | Path | Sequence[str | Path]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .problem import SearchProblem, format_count
+from .problem import SearchProblem
+from .units import format_count
 
 # Figures are built with matplotlib.figure.Figure, not pyplot: files only, no display
 # needed on a server or in CI, and the global backend (a notebook's inline one) untouched.

@@ -7,10 +7,8 @@ minimised) here, and into a fixed normalised form for the hypervolume.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -19,6 +17,8 @@ import pandas as pd
 from supernet.spaces.cost import cost as _closed_form_cost
 from supernet.spaces.space import Arch, SearchSpace
 
+from .units import format_count
+
 # objective name -> (table column, +1 to maximise / -1 to minimise)
 OBJECTIVES: dict[str, tuple[str, int]] = {
     "top1": ("top1", +1),
@@ -26,65 +26,6 @@ OBJECTIVES: dict[str, tuple[str, int]] = {
     "params": ("params", -1),
     "latency": ("latency_ms", -1),
 }
-
-_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmgt]?)\s*$", re.IGNORECASE)
-
-
-def parse_count(text: str | float, what: str = "value") -> float:
-    """'400M' -> 4e8, '1.2G' -> 1.2e9, '250k', '4e8', '1000'; ValueError otherwise."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = _COUNT_RE.match(str(text))
-        if not m:
-            raise ValueError(f"{what}: {text!r} is not a count; use a plain number or a "
-                             "unit like 250k, 400M, 1.2G")
-        value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what}: {text!r} must be a positive number")
-    return value
-
-
-def parse_accuracy(text: str | float, what: str = "--min-acc") -> float:
-    """'95%' or '0.95' -> 0.95 (top-1 as a fraction); a bare number above 1 is ambiguous."""
-    s = str(text).strip()
-    try:
-        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not an accuracy; use a fraction like 0.95 "
-                         "or a percentage like 95%") from None
-    if not 0 < value <= 1:
-        raise ValueError(f"{what}: {text!r} is outside (0, 1]; use a fraction like 0.95 "
-                         "or a percentage like 95%")
-    return value
-
-
-def parse_latency(text: str | float, what: str = "--max-latency") -> float:
-    """'5ms', '0.005s' or a plain number of milliseconds -> milliseconds."""
-    s = str(text).strip().lower()
-    scale = 1.0
-    if s.endswith("ms"):
-        s = s[:-2]
-    elif s.endswith("s"):
-        s, scale = s[:-1], 1000.0
-    try:
-        value = float(s) * scale
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a latency; use e.g. 5ms, 0.005s "
-                         "or a plain number of milliseconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what}: {text!r} must be a positive latency")
-    return value
-
-
-def format_count(value: float) -> str:
-    """4e8 -> '400M', 1.2e9 -> '1.2G': the inverse of `parse_count` for labels."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.4g}{unit}"
-    return f"{value:.4g}"
-
 
 @lru_cache(maxsize=1 << 16)
 def child_cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
@@ -302,3 +243,40 @@ class SearchProblem:
                 "weights": list(self.weights), "constraints": self.constraints.to_dict(),
                 "targets": list(self.targets), "latency_ref_ms": self.latency_ref_ms,
                 "hv_frame": None if self.hv_frame is None else self.hv_frame.to_dict()}
+
+
+# ---- the hypervolume frame of a run ------------------------------------------------------
+def with_latency_ref(problem: SearchProblem, evaluator, saved: dict) -> SearchProblem:
+    """The problem with the largest child's latency as the hypervolume's latency scale
+    (measured once and saved in the run's settings `saved`, so a resumed run keeps the
+    same frame)."""
+    ref = saved.get("latency_ref_ms")
+    if ref is None and problem.latency_fn is not None:
+        ref = problem.latency_fn(problem.space.max_arch())
+    if ref is None:
+        if not hasattr(evaluator, "latency_ms"):
+            raise ValueError("objectives: latency needs an evaluator that measures it")
+        ref = evaluator.latency_ms(problem.space.max_arch())
+    return replace(problem, latency_ref_ms=float(ref))
+
+
+def with_hv_frame(problem: SearchProblem, evaluator,
+                  saved: dict) -> tuple[SearchProblem, pd.DataFrame | None]:
+    """The problem with its hypervolume frame, and the evaluator's rows it was built from:
+    the saved frame on resume (no rows), else ideal and nadir of the smallest and largest
+    child under this evaluator, so every run on the same evaluator shares one frame. The
+    two evaluations are not in the budget until the strategy asks for those children."""
+    if saved.get("hv_frame"):
+        return replace(problem, hv_frame=HVFrame.from_dict(saved["hv_frame"])), None
+    space = problem.space
+    archs = list(dict.fromkeys([space.min_arch(), space.max_arch()]))
+    rows = evaluator.evaluate(archs).reset_index(drop=True)
+    answers = rows.copy()
+    cost = [problem.cost(a) for a in archs]
+    rows["macs"], rows["params"] = [c[0] for c in cost], [c[1] for c in cost]
+    if "latency" in problem.objectives and "latency_ms" not in rows:
+        rows["latency_ms"] = [problem.latency_fn(a) if problem.latency_fn is not None
+                              else evaluator.latency_ms(a) for a in archs]
+    frame = HVFrame.from_rows(problem.objectives, rows,
+                              f"smallest and largest child under {evaluator.name}")
+    return replace(problem, hv_frame=frame), answers

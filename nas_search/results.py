@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,12 @@ import pandas as pd
 from supernet.spaces.space import Arch, SearchSpace
 from supernet.utils import atomic_write
 
-from .pareto import front, rank_table
-from .problem import SearchProblem, format_count
+from .pareto import equispaced_picks, front, rank_table
+from .problem import SearchProblem
+from .units import format_count
+
+if TYPE_CHECKING:  # session imports this module
+    from .session import Session
 
 RESULTS, FRONT, SUMMARY, STATE = "results.csv", "front.csv", "summary.json", "state.json"
 # columns that measure time: they differ between identical runs and are left out of
@@ -105,3 +109,39 @@ def write_tables(out: str | Path, table: pd.DataFrame, problem: SearchProblem) -
     write_csv(ranked, Path(out) / RESULTS)
     write_csv(front(ranked, problem), Path(out) / FRONT)
     return ranked
+
+
+def write_run(session: Session, cfg: Any) -> dict:
+    """Write a finished search's out folder (`cfg` its `SearchConfig`): tables, summary and
+    figures; returns the summary."""
+    from .plots import plot_hypervolume, plot_pareto
+    from .session import STATE_FORMAT
+
+    out, problem = Path(cfg.out), session.problem
+    ranked = write_tables(out, session.table(), problem)
+    picks = equispaced_picks(ranked, problem, cfg.pick)
+    hv = session.history[-1]["hypervolume"] if session.history else 0.0
+    summary = {
+        "format": STATE_FORMAT,
+        "strategy": cfg.strategy, "seed": cfg.seed, "budget": cfg.budget,
+        "settings": session.settings, "problem": problem.to_dict(),
+        "evaluator": session.evaluator.name,
+        "counts": session.summary_counts(),
+        "steps": session.step,
+        "wall_time_s": round(session.elapsed_s, 2),
+        "front_size": int(ranked["pareto"].sum()) if len(ranked) else 0,
+        "hypervolume": {"final": hv, "frame": problem.to_dict()["hv_frame"],
+                        "history": session.history},
+        "best_per_target": best_per_target(ranked, problem),
+        "picks": [{"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
+                   "params": int(r["params"]), "rank": int(r["rank"])}
+                  for _, r in picks.iterrows()],
+        **session.extra_summary,
+        "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
+    }
+    write_json(summary, out / SUMMARY)
+    title = f"{cfg.strategy}, seed {cfg.seed}, {session.counts.evaluated} evaluations"
+    plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}", picks=picks)
+    plot_hypervolume(session.history, out / "hypervolume.png", f"Hypervolume: {title}")
+    session.write_state(complete=True)
+    return summary

@@ -1,5 +1,5 @@
 """One search run end to end: settings -> evaluator, problem, session -> strategy ->
-the out folder (results.csv, front.csv, summary.json, pareto.png, hypervolume.png)."""
+the out folder (written by `results.write_run`)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,14 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from supernet.spaces.space import load_space
+from supernet.training.distributed import setup, teardown
 
-from .evaluator import CALIB_IMAGES, DistributedEvaluator, Evaluator, SupernetEvaluator
-from .pareto import equispaced_picks
-from .problem import Constraints, HVFrame, SearchProblem
-from .results import (
-    FRONT,
-    RESULTS,
-    STATE,
-    SUMMARY,
-    best_per_target,
-    read_json,
-    read_results,
-    write_json,
-    write_tables,
-)
+from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator
+from .problem import Constraints, SearchProblem, with_hv_frame, with_latency_ref
+from .results import RESULTS, STATE, read_json, read_results, write_run
 from .session import STATE_FORMAT, Session
 from .strategies import STRATEGIES
 
@@ -55,11 +44,13 @@ class SearchConfig:
     max_latency: float | None = None
     latency_table: str | None = None  # latency from this lookup table instead of measured
     targets: tuple[float, ...] = ()
-    calib_images: int = CALIB_IMAGES  # at most the training split (see evaluator)
+    calib_images: int | None = None  # None: the checkpoint's recipe, else CALIB_IMAGES
     val_images: int | None = None
-    pop_size: int = 70
-    mutation_ratio: float = 0.8
-    predictor: str | None = None  # assisted only: its surrogate (default mlp)
+    # strategy settings: None is the strategy's default; each is checked by the strategy's
+    # options dataclass, and naming one the strategy lacks is an error
+    pop_size: int | None = None
+    mutation_ratio: float | None = None
+    predictor: str | None = None
     pick: int = 0  # K children equispaced near the front, in summary.json and pareto.png
     # CPU threads per evaluation (0: torch's default). Children of the small spaces run
     # small ops: a second thread gained 7-12% on a quiet 2-core machine and cost up to 7x
@@ -73,7 +64,7 @@ class SearchConfig:
                              f"{sorted(STRATEGIES)}")
         if int(self.budget) < 1:
             raise ValueError(f"budget: {self.budget} must be a positive number of evaluations")
-        _check_predictor(self.strategy, self.predictor)
+        self.strategy_options()  # the strategy checks its own settings
         if int(self.pick) < 0:
             raise ValueError(f"pick: {self.pick} must be a whole number of children, >= 0")
         self.out = self.out or f"runs/{self.strategy}-seed{self.seed}"
@@ -95,12 +86,13 @@ class SearchConfig:
                              latency_fn=table_latency(space, self.latency_table))
 
     def strategy_options(self):
-        """The strategy's options dataclass, with every field this config also names
-        (pop_size, mutation_ratio, predictor, ...) taken from here when set."""
-        strategy = STRATEGIES[self.strategy]
-        given = {f.name: getattr(self, f.name) for f in fields(strategy.options)
-                 if getattr(self, f.name, None) is not None}
-        return strategy.make_options(**given)
+        """The strategy's options dataclass with the strategy settings this config gives;
+        ValueError for a setting the strategy does not have or does not allow."""
+        given = {k: getattr(self, k) for k in STRATEGY_SETTINGS if getattr(self, k) is not None}
+        return STRATEGIES[self.strategy].make_options(**given)
+
+
+STRATEGY_SETTINGS = ("pop_size", "mutation_ratio", "predictor")  # SearchConfig's, passed on
 
 
 def table_latency(space, path: str | None):
@@ -116,20 +108,6 @@ def table_latency(space, path: str | None):
         raise ValueError(f"latency table: {path!r} lacks {len(gone)} layer(s) of space "
                          f"{space.name!r}, first {gone[0]!r}; build it for the whole space")
     return table.predict
-
-
-def _check_predictor(strategy: str, predictor: str | None) -> None:
-    """ValueError unless `predictor` is None or a known surrogate used with nsga2."""
-    if predictor is None:
-        return
-    from predictors.models import PREDICTORS
-
-    if predictor not in PREDICTORS:
-        raise ValueError(f"predictor: {predictor!r} is unknown; choose from "
-                         f"{sorted(PREDICTORS)}")
-    if strategy != "assisted":
-        raise ValueError(f"predictor: only --strategy assisted runs on a surrogate, not "
-                         f"{strategy!r}")
 
 
 RUN_ONLY = ("out", "threads", "workers")  # settings that do not change what a search computes
@@ -176,26 +154,9 @@ def default_supernet(cfg: SearchConfig, device: str, quiet: bool) -> Path:
 
 def _device() -> str:
     """This process's device: its own GPU when every local process can have one."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if torch.cuda.is_available() and torch.cuda.device_count() >= local_world:
-        return f"cuda:{local_rank}"
-    return "cpu"
-
-
-def _start_distributed(device: str) -> tuple[bool, bool]:
-    """Under torchrun, join the process group (NCCL on GPUs, gloo on CPU). Returns
-    (whether this process started it, whether this is the main process)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False, True
-    import torch.distributed as dist
-
-    started = not dist.is_initialized()
-    if started:
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return started, dist.get_rank() == 0
+    return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= local_world \
+        else "cpu"
 
 
 def _supernet_evaluator(cfg: SearchConfig, device: str, quiet: bool) -> SupernetEvaluator:
@@ -226,18 +187,19 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
     if saved_state is not None and not _same_search(saved_state.get("settings", {}), cfg):
         raise ValueError(f"out: {str(out)!r} holds a search with other settings; continue "
                          f"it with --resume {out} or choose another --out")
-    device = _device()
-    started, main = _start_distributed(device)
+    d = setup(_device())  # under torchrun: joins the job, each process on its own GPU
+    main = d.rank == 0
     try:
         if evaluator is None:
-            evaluator = _supernet_evaluator(cfg, device, quiet or not main)
+            evaluator = _supernet_evaluator(cfg, str(d.device), quiet or not main)
         space = getattr(evaluator, "space", None) or load_space(cfg.space or "tiny")
         problem = cfg.problem(space)
         problem.check_satisfiable()
+        saved_settings = (saved_state or {}).get("settings", {})
         if "latency" in cfg.objectives:
-            problem = _with_latency_ref(problem, evaluator, saved_state)
-        problem, frame_rows = _with_frame(problem, evaluator, saved_state)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            problem = with_latency_ref(problem, evaluator, saved_settings)
+        problem, frame_rows = with_hv_frame(problem, evaluator, saved_settings)
+        if d.world > 1:
             evaluator = DistributedEvaluator(evaluator)
         saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() \
             else None
@@ -252,84 +214,7 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
         finally:
             session.close()
         if main:
-            finish(session, cfg)
+            write_run(session, cfg)
     finally:
-        if started:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        teardown(d)
     return session
-
-
-def _with_latency_ref(problem: SearchProblem, evaluator, saved_state) -> SearchProblem:
-    """The problem with the largest child's latency as the hypervolume's latency scale
-    (measured once and saved, so a resumed run keeps the same frame)."""
-    from dataclasses import replace
-
-    ref = (saved_state or {}).get("settings", {}).get("latency_ref_ms")
-    if ref is None and problem.latency_fn is not None:
-        ref = problem.latency_fn(problem.space.max_arch())
-    if ref is None:
-        if not hasattr(evaluator, "latency_ms"):
-            raise ValueError("objectives: latency needs an evaluator that measures it")
-        ref = evaluator.latency_ms(problem.space.max_arch())
-    return replace(problem, latency_ref_ms=float(ref))
-
-
-def _with_frame(problem: SearchProblem, evaluator,
-                saved_state) -> tuple[SearchProblem, pd.DataFrame | None]:
-    """The problem with its hypervolume frame, and the evaluator's rows it was built from:
-    the saved frame on resume (no rows), else ideal and nadir of the smallest and largest
-    child under this evaluator, so every run on the same evaluator shares one frame. The
-    two evaluations are not in the budget until the strategy asks for those children."""
-    from dataclasses import replace
-
-    saved = (saved_state or {}).get("settings", {}).get("hv_frame")
-    if saved:
-        return replace(problem, hv_frame=HVFrame.from_dict(saved)), None
-    space = problem.space
-    archs = list(dict.fromkeys([space.min_arch(), space.max_arch()]))
-    rows = evaluator.evaluate(archs).reset_index(drop=True)
-    answers = rows.copy()
-    cost = [problem.cost(a) for a in archs]
-    rows["macs"], rows["params"] = [c[0] for c in cost], [c[1] for c in cost]
-    if "latency" in problem.objectives and "latency_ms" not in rows:
-        rows["latency_ms"] = [problem.latency_fn(a) if problem.latency_fn is not None
-                              else evaluator.latency_ms(a) for a in archs]
-    frame = HVFrame.from_rows(problem.objectives, rows,
-                              f"smallest and largest child under {evaluator.name}")
-    return replace(problem, hv_frame=frame), answers
-
-
-def finish(session: Session, cfg: SearchConfig) -> dict:
-    """Write the out folder's tables, summary and figures; returns the summary."""
-    from .plots import plot_hypervolume, plot_pareto
-
-    out, problem = Path(cfg.out), session.problem
-    ranked = write_tables(out, session.table(), problem)
-    picks = equispaced_picks(ranked, problem, cfg.pick)
-    hv = session.history[-1]["hypervolume"] if session.history else 0.0
-    summary = {
-        "format": STATE_FORMAT,
-        "strategy": cfg.strategy, "seed": cfg.seed, "budget": cfg.budget,
-        "settings": session.settings, "problem": problem.to_dict(),
-        "evaluator": session.evaluator.name,
-        "counts": session.summary_counts(),
-        "steps": session.step,
-        "wall_time_s": round(session.elapsed_s, 2),
-        "front_size": int(ranked["pareto"].sum()) if len(ranked) else 0,
-        "hypervolume": {"final": hv, "frame": problem.to_dict()["hv_frame"],
-                        "history": session.history},
-        "best_per_target": best_per_target(ranked, problem),
-        "picks": [{"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
-                   "params": int(r["params"]), "rank": int(r["rank"])}
-                  for _, r in picks.iterrows()],
-        **session.extra_summary,
-        "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
-    }
-    write_json(summary, out / SUMMARY)
-    title = f"{cfg.strategy}, seed {cfg.seed}, {session.counts.evaluated} evaluations"
-    plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}", picks=picks)
-    plot_hypervolume(session.history, out / "hypervolume.png", f"Hypervolume: {title}")
-    session.write_state(complete=True)
-    return summary

@@ -131,7 +131,7 @@ def test_calibrated_child_differs_from_the_raw_export_and_equals_the_evaluators(
     ev = SupernetEvaluator(net, data, calib_images=CALIB, device="cpu", channels_last=False)
     x = _images(space, data, arch)
     with torch.no_grad():
-        torch.testing.assert_close(ev.calibrated_child(arch)(x, arch), cal(x), rtol=0,
+        torch.testing.assert_close(calibrated_child(net, arch, ev.images)(x), cal(x), rtol=0,
                                    atol=1e-5)
     with pytest.raises(ValueError, match="calib_images"):
         calibrated_child(net, arch, data, len(data.train) + 1)

@@ -117,8 +117,8 @@ def test_the_batch_spans_the_predicted_front_and_predicted_infeasible_come_last(
 
 @pytest.mark.parametrize("args, message", [
     (["--predictor", "bogus"], "invalid choice: 'bogus'"),
-    (["--strategy", "random", "--predictor", "mlp"], "only --strategy assisted"),
-    (["--strategy", "nsga2", "--predictor", "mlp"], "only --strategy assisted"),
+    (["--strategy", "random", "--predictor", "mlp"], "predictor: not a setting of strategy"),
+    (["--strategy", "nsga2", "--predictor", "mlp"], "predictor: not a setting of strategy"),
 ])
 def test_bad_predictor_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path), "--budget", "5"]) == 2

@@ -7,14 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas_search.problem import (
-    Constraints,
-    SearchProblem,
-    format_count,
-    parse_accuracy,
-    parse_count,
-    parse_latency,
-)
+from nas_search.problem import Constraints, SearchProblem
+from nas_search.units import format_count, parse_accuracy, parse_count, parse_latency
 from supernet import load_space
 from supernet.spaces.cost import cost
 

@@ -1,4 +1,4 @@
-"""Search strategies, one plain dict: name -> Strategy(run, options dataclass). Each runs
+"""Search strategies, one plain dict: name -> Strategy(name, run, options dataclass). Each runs
 as `run(session, options)` and returns the session's results table."""
 
 from . import assisted, coarse2fine, nsga2, random

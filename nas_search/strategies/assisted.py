@@ -20,7 +20,7 @@ from pymoo.core.termination import NoTermination
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from predictors.metrics import cross_val_rank_metrics
-from predictors.models import make_predictor
+from predictors.models import PREDICTORS, make_predictor
 from supernet.spaces.space import Arch
 
 from ..session import Session
@@ -43,6 +43,11 @@ class Options:
     batch: int = 8  # real evaluations per iteration
     generations: int = 20  # surrogate NSGA-II generations per iteration
     folds: int = 5  # cross-validation folds of the recorded Kendall tau (< 2: none)
+
+    def __post_init__(self) -> None:
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"predictor: {self.predictor!r} is unknown; choose from "
+                             f"{sorted(PREDICTORS)}")
 
 
 def predicted_table(session: Session, model, archs: list[Arch]) -> pd.DataFrame:
@@ -182,4 +187,4 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     return session.table()
 
 
-STRATEGY = Strategy(run, Options)
+STRATEGY = Strategy("assisted", run, Options)

@@ -28,6 +28,7 @@ class Strategy:
     """A strategy: `run(session, options)` spends the session's budget and returns its
     table; `options` is the dataclass of its settings (every field has a default)."""
 
+    name: str
     run: Callable[[Session, Any], pd.DataFrame]
     options: type
 
@@ -36,8 +37,8 @@ class Strategy:
         names = {f.name for f in fields(self.options)}
         bad = sorted(set(given) - names)
         if bad:
-            raise ValueError(f"options: {bad} are not settings of this strategy; allowed "
-                             f"{sorted(names)}")
+            raise ValueError(f"{bad[0]}: not a setting of strategy {self.name}; its "
+                             f"settings are {', '.join(sorted(names))}")
         return self.options(**given)
 
 

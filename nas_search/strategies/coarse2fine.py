@@ -18,8 +18,8 @@ import pandas as pd
 
 from supernet.spaces.space import Arch, SearchSpace
 
-from ..problem import format_count
 from ..session import Session
+from ..units import format_count
 from .base import Strategy, ranked
 
 
@@ -185,4 +185,4 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     return session.table()
 
 
-STRATEGY = Strategy(run, Options)
+STRATEGY = Strategy("coarse2fine", run, Options)

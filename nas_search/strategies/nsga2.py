@@ -216,4 +216,4 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     return session.table()
 
 
-STRATEGY = Strategy(run, Options)
+STRATEGY = Strategy("nsga2", run, Options)

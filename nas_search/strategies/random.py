@@ -42,4 +42,4 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     return session.table()
 
 
-STRATEGY = Strategy(run, Options)
+STRATEGY = Strategy("random", run, Options)

@@ -1,73 +1,119 @@
-"""A child exported with BN statistics of its own, recomputed on training images.
+"""A child with BN statistics of its own: the fixed images every child is calibrated and
+scored on (`ChildImages`), and `calibrated_child`, the one way to get such a child.
 
-`ElasticSupernet.export` copies the BN running statistics stored in the supernet,
-which belong to no child in particular (after training, the last one calibrated);
-`calibrated_child` is the export to use: it recalibrates BN for that child first.
+`ElasticSupernet.export` copies the BN running statistics stored in the supernet, which
+belong to no child in particular. The search's evaluator, `nas-export` and fine-tuning all
+go through `calibrated_child`, so an exported child scores what it scored in the search.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..data.datasets import DataSet, calib_batches
+from ..data.datasets import (
+    DataSet,
+    Split,
+    batches,
+    calib_indices,
+    images,
+    normalize,
+    resize,
+    stratified_subset,
+)
+from ..data.folder import FolderSplit
 from ..nn.export import fold_els_layers
 from ..spaces.space import Arch
 from .evaluation import calibrate_bn
 
 
-class _Forward(nn.Module):
-    """An exported child behind the supernet's `forward(x, arch)` signature, so that
-    `calibrate_bn` and `evaluate` run on it unchanged."""
+@dataclass
+class ChildImages:
+    """The calibration images (uint8 at base resolution, on the device) and the val subset
+    children are scored on, with the batch size and memory layout of both."""
 
-    def __init__(self, body: nn.Module):
-        super().__init__()
-        self.body = body
+    data: DataSet
+    calib: torch.Tensor
+    val_split: Split | FolderSplit
+    val: tuple[torch.Tensor, torch.Tensor] | None  # in memory; None: decoded per child
+    batch_size: int = 256
+    memory_format: torch.memory_format = torch.contiguous_format
+    workers: int = 0
 
-    def forward(self, x: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
-        return self.body(x)
+    @property
+    def device(self) -> torch.device:
+        """Where the images live and the child runs."""
+        return self.calib.device
+
+    def _prepared(self, x: torch.Tensor, resolution: int) -> torch.Tensor:
+        x = resize(normalize(x, self.data), resolution)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def calib_batches(self, resolution: int) -> Iterator[tuple[torch.Tensor, None]]:
+        """The calibration images as normalised batches at `resolution`."""
+        for i in range(0, len(self.calib), self.batch_size):
+            yield self._prepared(self.calib[i:i + self.batch_size], resolution), None
+
+    def val_batches(self, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The val subset as normalised batches at `resolution`, with labels."""
+        if self.val is not None:
+            x, y = self.val
+            for i in range(0, len(x), self.batch_size):
+                yield (self._prepared(x[i:i + self.batch_size], resolution),
+                       y[i:i + self.batch_size])
+            return
+        for x, y in batches(self.val_split, self.data, self.batch_size, device=self.device,
+                            workers=self.workers):
+            yield resize(x, resolution).contiguous(memory_format=self.memory_format), y
 
 
-def as_supernet_call(child: nn.Module) -> nn.Module:
-    """`child` (a plain module) callable as `m(x, arch)`, as `evaluate` calls a supernet."""
-    return _Forward(child).train(child.training)
+def child_images(data: DataSet, calib_images: int, *, seed: int = 0,
+                 indices: torch.Tensor | list[int] | None = None, val_images: int | None = 0,
+                 batch_size: int = 256, device: str | torch.device | None = None,
+                 channels_last: bool = False, workers: int = 0) -> ChildImages:
+    """The fixed images of `data`: `calib_images` seeded training images (or `indices`) and
+    a class-stratified val subset of `val_images` (None: all of val; 0: none).
+
+    The subsets do not depend on any search seed: the same child always gets the same
+    statistics and the same score, whatever the strategy.
+    """
+    if not 1 <= calib_images <= len(data.train):
+        raise ValueError(f"calib_images: {calib_images} is not allowed; expected 1.."
+                         f"{len(data.train)} (the training images of {data.name!r})")
+    device = torch.device(device or "cpu")
+    chosen = calib_indices(data, calib_images, seed) if indices is None else indices
+    calib = images(data.train.subset(torch.as_tensor(chosen)), data)[0].to(device)
+    n_val = len(data.val) if val_images is None else min(val_images, len(data.val))
+    # stratified with a fixed seed: the first n could be one class
+    val_split = data.val.subset(stratified_subset(data.val.y, n_val, seed=0))
+    val = None if data.streamed else tuple(t.to(device) for t in images(val_split, data))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return ChildImages(data, calib, val_split, val, batch_size, fmt, workers)
 
 
-def recalibrate(child: nn.Module, arch: Arch, loader: Iterable, num_images: int) -> nn.Module:
-    """Reset and recompute the BN statistics of the exported `child` of `arch` on
-    `num_images` images of `loader` (batches of (x, y) at any resolution); returns it."""
-    wrapped = _Forward(child).train(child.training)  # calibrate_bn restores this mode
-    calibrate_bn(wrapped, arch, loader, num_images)
-    return child
-
-
-def calibrated_child(net: nn.Module, arch: Arch, data: DataSet, num_images: int = 64, *,
-                     batch_size: int = 256, seed: int = 0,
+def calibrated_child(net: nn.Module, arch: Arch, images: ChildImages | DataSet,
+                     num_images: int = 64, *, batch_size: int = 256, seed: int = 0,
                      device: str | torch.device | None = None,
                      fold_els: bool = True) -> nn.Module:
-    """Child `arch` of `net` as plain layers (eval mode) whose BN statistics are its own:
-    recomputed on a fixed, seeded set of `num_images` training images of `data`.
+    """Child `arch` of `net` as plain layers in eval mode, its BN statistics recomputed on
+    the calibration images of `images` (or, given a `DataSet`, on `num_images` seeded
+    training images of it, batched by `batch_size`, on `device`).
 
-    The same (arch, data, num_images, batch_size, seed) gives the same statistics as the
-    search's evaluator, so an exported child scores what it scored in the search. ELS
-    skips fold after the recalibration (their BN is recalibrated too); `fold_els=False`
-    keeps them, for a child to fine-tune (then `export.fold_els_layers`).
+    ELS skips fold after the recalibration (their BN is recalibrated too); `fold_els=False`
+    keeps them, for a child to fine-tune (then `calibrate_bn` again and `fold_els_layers`).
     """
-    device = torch.device(device or "cpu")
-    child = net.export(arch, fold_els=False).to(device)
-    child = recalibrate_on(child, arch, data, num_images, batch_size=batch_size, seed=seed)
+    if isinstance(images, DataSet):
+        images = child_images(images, num_images, seed=seed, batch_size=batch_size,
+                              device=device)
+    child = net.export(arch, fold_els=False).to(images.device,
+                                                memory_format=images.memory_format)
+    for m in child.modules():
+        # a child for inference: every activation acts on a fresh conv/BN output
+        if fold_els and hasattr(m, "inplace"):
+            m.inplace = True
+    calibrate_bn(child, arch, images.calib_batches(arch.resolution), len(images.calib))
+    child.eval()
     return fold_els_layers(child) if fold_els else child
-
-
-def recalibrate_on(child: nn.Module, arch: Arch, data: DataSet, num_images: int, *,
-                   batch_size: int = 256, seed: int = 0) -> nn.Module:
-    """`recalibrate` the plain `child` on `calib_batches(data, num_images, ...)` (on the
-    child's device); returns it in eval mode. Used again after fine-tuning."""
-    if num_images < 1 or num_images > len(data.train):
-        raise ValueError(f"calib_images: {num_images} is not allowed; expected 1.."
-                         f"{len(data.train)} (the training images of {data.name!r})")
-    device = next(child.parameters()).device
-    batches = ((x.to(device), y) for x, y in calib_batches(data, num_images, batch_size, seed))
-    return recalibrate(child, arch, batches, num_images).eval()

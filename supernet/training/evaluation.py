@@ -1,4 +1,4 @@
-"""BN recalibration and evaluation of one child of the supernet.
+"""BN recalibration and evaluation of one child: sliced from the supernet or exported.
 
 Shared BN statistics belong to no child, so before a child is evaluated its BN
 running statistics are recomputed on a fixed set of training images (BigNAS).
@@ -31,10 +31,16 @@ def _bns(net: torch.nn.Module) -> list[DynamicBatchNorm2d]:
     return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
+def _forward(net: torch.nn.Module, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """Child `arch` on `x`: the supernet slices it, an exported child is it."""
+    return net(x, arch) if isinstance(net, ElasticSupernet) else net(x)
+
+
 @torch.no_grad()
-def calibrate_bn(net: ElasticSupernet, arch: Arch, loader: Iterable, num_images: int) -> int:
-    """Reset BN statistics and recompute them for `arch` as an exact average over
-    `num_images` images of `loader` (batches of (x, y) at any resolution). Returns images used."""
+def calibrate_bn(net: torch.nn.Module, arch: Arch, loader: Iterable, num_images: int) -> int:
+    """Reset BN statistics and recompute them for `arch` (of the supernet `net`, or the
+    exported child `net`) as an exact average over `num_images` images of `loader`
+    (batches of (x, y) at any resolution). Returns the images used."""
     bns = _bns(net)
     saved = [(bn.momentum, bn.training) for bn in bns]
     was_training = net.training
@@ -49,7 +55,7 @@ def calibrate_bn(net: ElasticSupernet, arch: Arch, loader: Iterable, num_images:
             if seen >= num_images:
                 break
             x = x[: num_images - seen]
-            net(resize(x, arch.resolution), arch)
+            _forward(net, resize(x, arch.resolution), arch)
             seen += len(x)
     finally:
         for bn, (mom, tr) in zip(bns, saved):
@@ -60,14 +66,15 @@ def calibrate_bn(net: ElasticSupernet, arch: Arch, loader: Iterable, num_images:
 
 
 @torch.no_grad()
-def evaluate(net: ElasticSupernet, arch: Arch, loader: Iterable) -> EvalResult:
-    """Top-1 and loss of child `arch` (eval mode, current BN statistics) over `loader`."""
+def evaluate(net: torch.nn.Module, arch: Arch, loader: Iterable) -> EvalResult:
+    """Top-1 and loss of child `arch` (of the supernet, or exported) in eval mode with its
+    current BN statistics, over `loader`."""
     was_training = net.training
     net.eval()
     correct, loss, n = 0, 0.0, 0
     try:
         for x, y in loader:
-            out = net(resize(x, arch.resolution), arch)
+            out = _forward(net, resize(x, arch.resolution), arch)
             loss += F.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
