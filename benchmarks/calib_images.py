@@ -1,14 +1,16 @@
 """How many images BN recalibration needs: the measured default of `--calib-images`.
 
-On the tiny supernet trained on the CIFAR-10 subset in ../shared/data, the same 50
-random children are calibrated on two disjoint subsets of training images, for 64,
-256, 1024 and 4096 images, and scored on the 2,000 val images. Printed per size: the
-Kendall tau between the two rankings and the mean absolute top-1 difference (points).
-The default is the smallest size whose mean difference is at most 0.25 points.
+On the tiny supernet trained on CIFAR-10 data (measured on a 10,000 / 2,000 image subset
+of the CIFAR-10 training images, see docs/data.md), the same 50 random children are
+calibrated on two disjoint subsets of training images, for 64, 256, 1024 and 4096 images,
+and scored on the val images. Printed per size: the Kendall tau between the two rankings
+and the mean absolute top-1 difference (points). The default is the smallest size whose
+mean difference is at most 0.25 points.
 
-    python benchmarks/calib_images.py [--supernet runs/cifar-tiny/supernet.pt]
+    python benchmarks/calib_images.py --data cifar10:PATH | npz:DIR
+    python benchmarks/calib_images.py --supernet runs/cifar-tiny/supernet.pt
 
-Without --supernet it trains one first (8 epochs, cached under runs/cifar-tiny).
+Without --supernet it trains one first on --data (8 epochs, cached under runs/cifar-tiny).
 """
 
 from __future__ import annotations
@@ -26,21 +28,27 @@ from supernet.checkpoint import load_checkpoint
 from supernet.data.datasets import load_data
 from supernet.training.train import TrainConfig, train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = (64, 256, 1024, 4096)
 TARGET = 0.25  # points of top-1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--supernet", default=None)
+    ap.add_argument("--supernet", default=None,
+                    help="a trained checkpoint (default: train the tiny supernet on --data)")
+    ap.add_argument("--data", default=None,
+                    help="data spec to train on without --supernet: cifar10:PATH, npz:PATH, "
+                         "folder:PATH (see docs/data.md for getting CIFAR-10)")
     ap.add_argument("--children", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     args = ap.parse_args()
+    if args.supernet is None and args.data is None:
+        ap.error("give --data SPEC to train the supernet on (e.g. cifar10:PATH or npz:DIR; "
+                 "see docs/data.md), or --supernet CKPT")
     torch.set_num_threads(args.threads)
     ckpt = args.supernet or str(train(TrainConfig(
-        data=f"npz:{SHARED}", epochs=8, out="runs/cifar-tiny", threads=args.threads)))
+        data=args.data, epochs=8, out="runs/cifar-tiny", threads=args.threads)))
     net, extra = load_checkpoint(ckpt)
     data = load_data(extra["data"], net.space.base_resolution, int(extra.get("seed", 0)))
     rng = np.random.default_rng(0)

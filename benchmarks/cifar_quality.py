@@ -1,7 +1,8 @@
 """Are sliced children as good as their stand-alone twins? (BigNAS's claim) Printed tables.
 
-Trains the `tiny` supernet on the CIFAR-10 subset of ../shared/data once per training
-option, slices 8 children from it (smallest, largest, 6 seeded random ones) and
+Trains the `tiny` supernet on CIFAR-10 data (`--data`; the figures in docs/benchmarks.md were
+measured on a 10,000 / 2,000 image subset of the CIFAR-10 training images, see docs/data.md)
+once per training option, slices 8 children from it (smallest, largest, 6 seeded random ones) and
 BN-calibrates them, and trains the same 8 architectures alone from scratch on the same
 data, epochs, batches and augmentation with the largest child's recipe (label
 smoothing, dropout, LR schedule, weight decay, clipping; no distillation). Per child:
@@ -14,7 +15,7 @@ or reused if done). An option is `baseline`, a preset name below, or fields of
 TrainConfig (`kd=alpha`, `teacher_warmup=0.5`), several joined by `+`.
 
     python benchmarks/cifar_quality.py [--epochs 8] [--options baseline,teacher,alpha]
-        [--train-images 10000] [--out runs/cifar_quality] [--data npz:PATH]
+        [--train-images 10000] [--out runs/cifar_quality] --data cifar10:PATH|npz:DIR
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from supernet.training.steps import sandwich_step
 from supernet.training.train import train
 from supernet.utils import mixed_seed
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Presets of TrainConfig fields.
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},
@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--options", default="baseline",
                    help=f"comma-separated; each one of {list(PRESETS)} or FIELD=VALUE, "
                    "joined by + (default baseline)")
-    p.add_argument("--data", default=f"npz:{DATA}")
+    p.add_argument("--data", required=True,
+                   help="data spec, e.g. cifar10:PATH (the CIFAR-10 python folder) or npz:DIR "
+                   "(see docs/data.md for getting CIFAR-10)")
     p.add_argument("--train-images", type=int, default=0,
                    help="train on the first N/10 images of each class (default 0: all)")
     p.add_argument("--out", default="runs/cifar_quality")

@@ -4,11 +4,13 @@
    64 images in batches of 16: the evaluator's procedure (exported child, channels-last,
    in-place activations, glibc keeping freed memory) against the same recalibration on the
    elastic supernet (`supernet.training.evaluation.calibrate_bn`, default allocator), next to
-   AttentiveNAS's own figures on this machine type (../shared/bench/attentivenas_workload.json).
+   AttentiveNAS's own figures given `--reference FILE` (a workload JSON recorded from
+   AttentiveNAS's code on the development machine; not shipped with the repository).
 2. Children of the trained digits supernet evaluated per minute (BN recalibration on 64
    training images + top-1 on the 270 val images), and the share spent in calibration.
 
     python benchmarks/evaluator_throughput.py [--supernet runs/digits/supernet.pt] [--threads 1]
+        [--reference FILE]
 
 Without a trained checkpoint, part 2 trains the default one first (supernet.training.train).
 """
@@ -31,9 +33,6 @@ from supernet import ElasticSupernet, load_space
 from supernet.data.datasets import DataSet, Split, normalize, resize
 from supernet.training.evaluation import calibrate_bn
 
-WORKLOAD = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / \
-    "attentivenas_workload.json"
-
 
 def _median_time(fn, repeats: int) -> float:
     fn()  # warm-up: oneDNN primitives, allocator
@@ -53,7 +52,7 @@ def _random_images(n: int, size: int, classes: int) -> DataSet:
                    (0.229, 0.224, 0.225), False, 0)
 
 
-def bn_recalibration(repeats: int) -> None:
+def bn_recalibration(repeats: int, reference: Path | None) -> None:
     space = load_space("attentive-mbv3")
     torch.manual_seed(0)
     net = ElasticSupernet(space).eval()
@@ -61,8 +60,8 @@ def bn_recalibration(repeats: int) -> None:
     cases = [("min", dataclasses.replace(space.min_arch(), resolution=192)),
              ("max", dataclasses.replace(space.max_arch(), resolution=288))]
     ref = {}
-    if WORKLOAD.is_file():
-        ref = json.loads(WORKLOAD.read_text())["reference"]["bn_recalibration_64_images_s"]
+    if reference is not None:
+        ref = json.loads(reference.read_text())["reference"]["bn_recalibration_64_images_s"]
     # the elastic supernet first: the evaluator changes the allocator for the whole process
     base = {}
     for tag, arch in cases:
@@ -106,8 +105,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="digits part: CPU threads per evaluation (0: torch's default; "
                         "nas-search uses 1)")
+    p.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                   help="AttentiveNAS workload JSON with reference timings (optional)")
     args = p.parse_args()
-    bn_recalibration(args.repeats)
+    bn_recalibration(args.repeats, args.reference)
     ckpt = Path(args.supernet)
     if not ckpt.is_file():
         from supernet.training.train import TrainConfig, train

@@ -2,7 +2,10 @@
 with pure skips on the same data, budget and seed, then BN-calibrate and evaluate the same
 children in both supernets and print their val top-1 side by side.
 
-    nice python benchmarks/scarlet_els.py --data npz:../shared/data --epochs 6
+    nice python benchmarks/scarlet_els.py --data digits --epochs 8
+    nice python benchmarks/scarlet_els.py --data npz:DIR --epochs 4   # or cifar10:PATH
+
+`--data` takes any data spec (default digits; docs/data.md says how to get CIFAR-10).
 
 Both runs resume from their checkpoints (`<out>/els`, `<out>/no-els`), so a second call
 only evaluates. The children: the smallest (every layer a skip), the largest (every
@@ -28,7 +31,8 @@ from supernet.training.train import TrainConfig, train
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="scarlet-tiny")
-    p.add_argument("--data", default="npz:../shared/data")
+    p.add_argument("--data", default="digits",
+                   help="data spec: digits (default), cifar10:PATH, npz:PATH, folder:PATH")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)

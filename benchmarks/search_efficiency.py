@@ -19,10 +19,12 @@ random, nsga2, assisted and coarse2fine compared over many seeds on that evaluat
    - per MACs target, the regret (best top-1 any run found under it, minus this run's best
      under it) of coarse2fine at 300 evaluations beside random's at 1,000.
 
-    python benchmarks/search_efficiency.py --data npz:../shared/data \
+    python benchmarks/search_efficiency.py --data npz:DIR \
         [--supernet runs/bench/cifar-tiny] [--seeds 10] [--pool 1000]
 
-Needs the CIFAR-10 subset (any npz/cifar10/folder spec); nothing is downloaded.
+Needs CIFAR-10 data, any cifar10:/npz:/folder: spec; nothing is downloaded. The figures in
+docs/benchmarks.md were measured on a 10,000 / 2,000 image subset of the CIFAR-10 training
+images (an npz folder); docs/data.md says how to get CIFAR-10 and make one.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ def _fmt_evals(values: list[float]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="npz:../shared/data",
-                   help="data spec of the CIFAR-10 subset (default npz:../shared/data)")
+    p.add_argument("--data", required=True,
+                   help="data spec to train on, e.g. cifar10:PATH or npz:DIR (see docs/data.md)")
     p.add_argument("--supernet", "--cache", dest="supernet", default="runs/bench/cifar-tiny",
                    help="folder of the trained supernet and of the cached evaluations")
     p.add_argument("--epochs", type=int, default=8)

@@ -3,12 +3,12 @@
 1. One sandwich step (largest, 2 random, smallest; batch 16) of `tiny` at 32 px and
    `attentive-mbv3` at 192 px: images/s, and the step time against the ideal, the sum
    of the same four children's separate forward+backward times (target ratio <= 1.10).
-2. A replay of ../shared/bench/attentivenas_workload.json: the children, batch and
-   resolution of a run of AttentiveNAS's own code on this machine type (median step
-   15.1 s there), with our median step next to it (aim: at most half), plus BN
-   recalibration of 64 images.
+2. With `--reference FILE` (a workload JSON recorded from AttentiveNAS's own code on the
+   development machine; not shipped with the repository), a replay of it: the children,
+   batch and resolution of a run of AttentiveNAS's code (median step 15.1 s there), with
+   our median step next to it (aim: at most half), plus BN recalibration of 64 images.
 
-    python benchmarks/train_step.py [--threads 2] [--steps 5] [--skip-replay]
+    python benchmarks/train_step.py [--threads 2] [--steps 5] [--reference FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from supernet.training.config import TrainConfig, resolved
 from supernet.training.evaluation import calibrate_bn
 from supernet.training.steps import sandwich_step
 
-WORKLOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "attentivenas_workload.json"
 CFG = resolved(TrainConfig())  # label smoothing, clipping, channels_last as in training
 _FMT = torch.channels_last if CFG.channels_last else torch.contiguous_format
 
@@ -85,9 +84,9 @@ def step_vs_ideal(name: str, res: int, batch: int, repeats: int) -> None:
           f"({' + '.join(f'{p:.3f}' for p in parts)})  ratio {step_s / ideal:.3f}")
 
 
-def replay(steps_cap: int | None) -> None:
+def replay(workload: Path, steps_cap: int | None) -> None:
     """Replay the AttentiveNAS workload and print our median step next to theirs."""
-    w = json.loads(WORKLOAD.read_text())
+    w = json.loads(workload.read_text())
     space = load_space(w["space"])
     res, batch = w["input_resolution"], w["batch"]
     net, opt, x, y = _setup(space, res, batch)
@@ -125,6 +124,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (reference: 2)")
     p.add_argument("--steps", type=int, default=5,
                    help="timed rounds (tiny: 4x as many)")
+    p.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                   help="AttentiveNAS workload JSON to replay (without it: no replay)")
     p.add_argument("--skip-replay", action="store_true")
     p.add_argument("--replay-steps", type=int, default=None, help="replay only the first N")
     a = p.parse_args()
@@ -135,8 +136,10 @@ def main() -> None:
           f"{CFG.channels_last}")
     step_vs_ideal("tiny", 32, 16, 4 * a.steps)
     step_vs_ideal("attentive-mbv3", 192, 16, a.steps)
-    if not a.skip_replay:
-        replay(a.replay_steps)
+    if a.reference is None:
+        print("replay skipped: no --reference FILE (an AttentiveNAS workload JSON)")
+    elif not a.skip_replay:
+        replay(a.reference, a.replay_steps)
 
 
 if __name__ == "__main__":
