@@ -18,6 +18,7 @@ from nas_search.results import read_results
 from nas_search.strategies import STRATEGIES, run_strategy
 from nas_search.strategies.base import NoFeasibleChild, sample_new
 from nas_search.strategies.coarse2fine import coarse_grid, neighbours
+from nas_search.strategies.many_objective import reference_directions
 from nas_search.strategies.nsga2 import (
     Options,
     WeightedCrowding,
@@ -32,11 +33,17 @@ from supernet.spaces.space import space_from_dict
 TINY = load_space("tiny")
 # small settings so that every strategy runs in a second or two
 OPTIONS = {"nsga2": {"pop_size": 16}, "coarse2fine": {}, "random": {},
-           "assisted": {"predictor": "gp", "pop_size": 16, "generations": 5, "folds": 2}}
+           "assisted": {"predictor": "gp", "pop_size": 16, "generations": 5, "folds": 2},
+           **{name: {"pop_size": 16} for name in ("agemoea", "nsga3", "unsga3", "moead",
+                                                 "smsemoa")}}
+# pymoo's MOEA/D mates one child per subproblem with no duplicate elimination: a repeat is
+# answered from the table (no evaluation, no budget), so it may count cached answers
+REPEATS = {"moead"}
 
 
 def test_every_strategy_is_listed_with_an_options_dataclass():
-    assert set(STRATEGIES) == {"assisted", "coarse2fine", "nsga2", "random"} == set(OPTIONS)
+    assert set(STRATEGIES) == {"assisted", "coarse2fine", "nsga2", "random", "agemoea",
+                               "nsga3", "unsga3", "moead", "smsemoa"} == set(OPTIONS)
     for s in STRATEGIES.values():
         assert dataclasses.is_dataclass(s.options)
         s.options()  # every setting has a default
@@ -52,7 +59,7 @@ def test_strategy_contract(name, make_session, comparable):
     table = run_strategy(name, session, **OPTIONS[name])
     # one row per evaluated child, the budget spent exactly, nothing evaluated twice
     assert len(table) == 60 == session.counts.evaluated == len(oracle.calls)
-    assert session.counts.cached == 0
+    assert session.counts.cached == 0 or name in REPEATS
     assert table["arch"].is_unique and len(set(oracle.calls)) == len(oracle.calls)
     for col in ("strategy", "seed", "step", "arch", "resolution", "s0_width", "s3_expand",
                 "macs", "params", "feasible", *EVAL_COLUMNS):
@@ -74,9 +81,9 @@ def test_strategy_contract(name, make_session, comparable):
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_resume_after_a_kill_equals_the_uninterrupted_run(name, tmp_path, comparable):
-    opts = {"assisted": {"predictor": "gp", "pop_size": 16}, "nsga2": {"pop_size": 16}}
+    opts = {k: v for k, v in OPTIONS[name].items() if k in ("predictor", "pop_size")}
     cfg = SearchConfig(strategy=name, out=str(tmp_path / "run"), budget=70, seed=2,
-                       space="tiny", max_macs=MAX_MACS, **opts.get(name, {}))
+                       space="tiny", max_macs=MAX_MACS, **opts)
     full = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "full")}),
                       evaluator=CountingOracle(TINY))
     killed = CountingOracle(TINY, fail_after=39)
@@ -246,3 +253,19 @@ def test_weighted_crowding_distance_scales_each_objective_term():
 def test_the_strategy_checks_its_own_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**settings)
+
+
+@pytest.mark.parametrize("n_obj, at_most, count", [(2, 16, 16), (3, 16, 15), (3, 70, 66)])
+def test_reference_directions_are_the_finest_lattice_within_the_population(n_obj, at_most,
+                                                                            count):
+    dirs = reference_directions(n_obj, at_most)
+    assert dirs.shape == (count, n_obj) and np.allclose(dirs.sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("name", ["nsga3", "unsga3", "moead"])
+def test_many_objective_strategies_run_three_objectives(name, make_session):
+    session = make_session(name, objectives=("top1", "macs", "params"))
+    table = run_strategy(name, session, pop_size=16)
+    assert session.counts.evaluated == 60 == len(table)
+    assert (table["macs"] <= MAX_MACS).all()
+    assert session.history[-1]["hypervolume"] > 0

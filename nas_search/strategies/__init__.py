@@ -1,7 +1,7 @@
 """Search strategies, one plain dict: name -> Strategy(name, run, options dataclass). Each runs
 as `run(session, options)` and returns the session's results table."""
 
-from . import assisted, coarse2fine, nsga2, random
+from . import assisted, coarse2fine, many_objective, nsga2, random
 from .base import Strategy
 
 STRATEGIES: dict[str, Strategy] = {
@@ -9,6 +9,12 @@ STRATEGIES: dict[str, Strategy] = {
     "coarse2fine": coarse2fine.STRATEGY,
     "nsga2": nsga2.STRATEGY,
     "random": random.STRATEGY,
+    # pymoo's many-objective algorithms (strategies/many_objective)
+    "agemoea": many_objective.AGE_MOEA,
+    "nsga3": many_objective.NSGA3_STRATEGY,
+    "unsga3": many_objective.UNSGA3_STRATEGY,
+    "moead": many_objective.MOEAD_STRATEGY,
+    "smsemoa": many_objective.SMS_EMOA,
 }
 
 
