@@ -5,7 +5,7 @@
     nas-search --strategy assisted --predictor {mlp,gp,rbf,ensemble} ...  (surrogate-assisted)
     nas-search --objectives top1,latency --latency-table TABLE.csv --max-latency 5ms ...
     nas-search --resume DIR
-    nas-search report DIR [DIR ...] [--png report.png]
+    nas-search report DIR [DIR ...] [--png report.png] [--html report.html]
 
 Bad input gives a one-line error on stderr and exit code 2.
 """
@@ -143,14 +143,23 @@ def _report(argv: Sequence[str]) -> int:
     p = Parser(prog="nas-search report",
                 description="Overlay several runs' fronts and hypervolume curves.")
     p.add_argument("runs", nargs="+", metavar="DIR", help="out folders of finished runs")
-    p.add_argument("--png", default="report.png", help="figure to write (default report.png)")
+    p.add_argument("--png", help="figure to write (default report.png unless --html is given)")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="one self-contained interactive page: fronts with each child's arch "
+                        "on hover, hypervolume curves, sortable front tables with nas-export "
+                        "commands, the runs' settings")
     args = p.parse_args(argv)
-    from .report import report
+    from .html_report import write_report
+    from .report import read_runs, report
 
-    table = report(args.runs, args.png)
+    runs = read_runs(args.runs)
+    png = args.png or (None if args.html else "report.png")
+    table = report(runs, png) if png else runs.comparison()
+    if args.html:
+        write_report(runs, args.html)
     print(table.to_string(index=False))
     print(f"hypervolume frame: {table.attrs['frame'].source}")
-    print(f"wrote {args.png}")
+    print(f"wrote {', '.join(f for f in (png, args.html) if f)}")
     return 0
 
 

@@ -1,80 +1,41 @@
 """Tables and figures of finished runs for notebooks/pareto.ipynb: several out folders
-read into one pandas table, their fronts, hypervolume curves and children overlaid on
-matplotlib Axes, and the best child under each MACs budget.
+read into one pandas table, their fronts, hypervolume curves and children, and the best
+child under each MACs budget.
 
-Every function draws on a given Axes (or a new figure) and returns it, so a notebook shows
-the figures inline and a test can count what was drawn. This module never selects a
-matplotlib backend: the notebook's own (inline) one must stay in charge.
+The notebook shows the interactive figures of the HTML report (`nas_search.figures`); the
+static matplotlib versions here draw the same series (`nas_search.plots`) on a given Axes
+(or a new figure) and return it, so a test can count what was drawn. This module never
+selects a matplotlib backend: the notebook's own (inline) one must stay in charge.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .report import hypervolume_history, load_run, shared_frame
-from .results import RESULTS, best_child, read_results
+from .figures import EVALUATIONS_AXIS, HV_AXIS, MACS_AXIS, TOP1_AXIS, by_run
+from .plots import draw_children, draw_fronts, draw_hypervolume
+from .report import RunDirs, read_runs
+from .results import best_first
 from .units import format_count, parse_count
-
-RunDirs = str | Path | Sequence[str | Path]
-
-
-def _dirs(dirs: RunDirs) -> list[Path]:
-    """One folder or several as a list; a single string is one folder, not its letters."""
-    paths = [Path(dirs)] if isinstance(dirs, (str, Path)) else [Path(d) for d in dirs]
-    if not paths:
-        raise ValueError("runs: no out folder given")
-    return paths
-
-
-def _summaries(dirs: RunDirs) -> list[tuple[str, Path, dict]]:
-    """(label, folder, summary.json) of each finished run; labels are unique."""
-    paths = _dirs(dirs)
-    summaries = [load_run(p)[0] for p in paths]  # raises a clear error on unfinished runs
-    names = [p.name for p in paths]
-    # the folder name is short; the path as given only where two names coincide
-    keys = [p.name if names.count(p.name) == 1 else str(p) for p in paths]
-    labels = [f"{k} ({s['strategy']}, seed {s['seed']})" for k, s in zip(keys, summaries)]
-    return list(zip(labels, paths, summaries))
 
 
 def load_runs(dirs: RunDirs) -> pd.DataFrame:
-    """Every evaluated child of each run (results.csv rows) with `run` and `evaluation`."""
-    frames = []
-    for label, path, _ in _summaries(dirs):
-        table = read_results(path / RESULTS)
-        table.insert(0, "run", label)
-        # rows are in evaluation order: the 1-based position is the evaluations spent
-        table.insert(1, "evaluation", np.arange(1, len(table) + 1))
-        frames.append(table)
-    return pd.concat(frames, ignore_index=True)
+    """Every evaluated child (results.csv rows) of each run with `run` and `evaluation`."""
+    return read_runs(dirs).children
 
 
 def load_hypervolume(dirs: RunDirs) -> pd.DataFrame:
     """Each run's hypervolume history (summary.json), one row per generation or step,
     recomputed in the frame the runs share (`nas_search.report.shared_frame`); the frame's
     description is in `attrs["frame"]`."""
-    runs = _summaries(dirs)
-    tables = [read_results(path / RESULTS) for _, path, _ in runs]
-    frame = shared_frame([s for _, _, s in runs], tables)
-    rows = [{"run": label, **h} for (label, _, s), t in zip(runs, tables)
-            for h in hypervolume_history(t, s["hypervolume"]["history"], frame)]
-    out = pd.DataFrame(rows, columns=["run", "step", "evaluations", "feasible", "best_top1",
-                                      "hypervolume"])
-    out.attrs["frame"] = frame.source
-    return out
-
-
-def _by_run(table: pd.DataFrame) -> Iterator[tuple[int, str, pd.DataFrame]]:
-    """(index, label, rows) per run, in the order the runs were loaded."""
-    for i, (label, rows) in enumerate(table.groupby("run", sort=False)):
-        yield i, str(label), rows
+    return read_runs(dirs).history
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (7, 5)) -> Axes:
@@ -92,45 +53,36 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> Axes:
 def plot_fronts(runs: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Each run's Pareto front (its `pareto` rows), top-1 against MACs, one line per run."""
     ax = _axes(ax)
-    for i, label, rows in _by_run(runs):
-        f = rows[rows["pareto"].astype(bool)].sort_values("macs")
-        ax.plot(f["macs"] / 1e6, f["top1"] * 100, "-o", ms=4, c=f"C{i}",
-                label=f"{label}: {len(f)} on the front")
-    return _finish(ax, "Pareto fronts", "MACs (millions)", "top-1 accuracy (%)")
+    draw_fronts(ax, runs)
+    return _finish(ax, "Pareto fronts", MACS_AXIS, TOP1_AXIS)
 
 
 def plot_hypervolume(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Hypervolume against evaluations spent, one line per run (from `load_hypervolume`)."""
     ax = _axes(ax, (7, 4))
-    for i, label, rows in _by_run(history):
-        ax.plot(rows["evaluations"], rows["hypervolume"], "-o", ms=3, c=f"C{i}", label=label)
-    return _finish(ax, "Hypervolume against evaluations", "evaluations",
-                   "hypervolume (shared frame: ideal 0, nadir 1)")
+    draw_hypervolume(ax, history)
+    return _finish(ax, "Hypervolume against evaluations", EVALUATIONS_AXIS, HV_AXIS)
 
 
 def plot_all_children(runs: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Top-1 against MACs of every evaluated child, one colour per run, infeasible as x."""
+    """Top-1 against MACs of every evaluated child, one colour per run, infeasible ones
+    as grey crosses."""
     ax = _axes(ax)
-    for i, label, rows in _by_run(runs):
-        feasible = rows["feasible"].astype(bool)
-        ax.scatter(rows.loc[feasible, "macs"] / 1e6, rows.loc[feasible, "top1"] * 100,
-                   s=12, alpha=0.5, c=f"C{i}", label=f"{label}: {len(rows)} children")
-        if (~feasible).any():
-            ax.scatter(rows.loc[~feasible, "macs"] / 1e6, rows.loc[~feasible, "top1"] * 100,
-                       s=14, marker="x", alpha=0.5, c=f"C{i}", label=f"{label}: infeasible")
-    return _finish(ax, "Every evaluated child", "MACs (millions)", "top-1 accuracy (%)")
+    draw_children(ax, runs)
+    return _finish(ax, "Every evaluated child", MACS_AXIS, TOP1_AXIS)
 
 
-class _RecordedFeasibility:
-    """`results.best_child` asks its problem only which rows are feasible; results.csv
-    already records that under the run's own constraints, so no SearchProblem (and no
-    search space) has to be rebuilt from the summary."""
-
-    @staticmethod
-    def feasible(table: pd.DataFrame) -> np.ndarray:
-        if "feasible" in table:
-            return table["feasible"].to_numpy(bool)
-        return np.isfinite(table["top1"].to_numpy(float))
+def _best_under(table: pd.DataFrame, limit: float) -> dict[str, Any]:
+    """The best child under `limit` that results.csv records as feasible (under the run's
+    own constraints, so no SearchProblem has to be rebuilt); {} when none fits."""
+    ok = table["feasible"].to_numpy(bool) if "feasible" in table \
+        else np.isfinite(table["top1"].to_numpy(float))
+    rows = best_first(table, ok, limit)
+    if len(rows) == 0:
+        return {}
+    r = rows.iloc[0]
+    return {"arch": r["arch"], "top1": float(r["top1"]), "macs": int(r["macs"]),
+            "params": int(r["params"])}
 
 
 def budget_grid(runs: pd.DataFrame, n: int = 4) -> list[float]:
@@ -158,9 +110,9 @@ def best_per_budget(runs: pd.DataFrame, budgets: Sequence[float | str] | None = 
         parse_count(b, "budget") for b in budgets)
     rows = []
     for limit in limits:
-        for _, label, table in _by_run(runs):
-            best = best_child(table, _RecordedFeasibility(), limit) or {}
+        for _, label, table in by_run(runs):
             rows.append({"budget": format_count(limit), "max_macs": limit, "run": label,
-                         **best})
-    return pd.DataFrame(rows, columns=["budget", "max_macs", "run", "top1", "macs", "params",
-                                       "arch"])
+                         **_best_under(table, limit)})
+    out: pd.DataFrame = pd.DataFrame(rows, columns=["budget", "max_macs", "run", "top1",
+                                                    "macs", "params", "arch"])
+    return out

@@ -61,9 +61,16 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def read_json(path: str | Path) -> dict:
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON file the run wrote (summary.json, state.json): its top-level object."""
     with open(path) as f:
-        return json.load(f)
+        out: dict[str, Any] = json.load(f)
+    return out
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of `table` as dicts keyed by column name."""
+    return table.to_dict("records", into=dict)  # into=dict: str keys to the type checker
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -84,7 +91,7 @@ def best_first(table: pd.DataFrame, ok: np.ndarray | None = None,
 
 
 def best_child(table: pd.DataFrame, problem: SearchProblem,
-               max_macs: float | None = None) -> dict | None:
+               max_macs: float | None = None) -> dict[str, Any] | None:
     """The feasible row with the highest top-1 (ties: fewer MACs), under `max_macs`."""
     if len(table) == 0:
         return None
@@ -96,7 +103,8 @@ def best_child(table: pd.DataFrame, problem: SearchProblem,
             "params": int(r["params"])}
 
 
-def best_per_target(table: pd.DataFrame, problem: SearchProblem) -> dict[str, dict | None]:
+def best_per_target(table: pd.DataFrame,
+                    problem: SearchProblem) -> dict[str, dict[str, Any] | None]:
     """Best feasible child under each MACs target (or overall when there are none)."""
     if not problem.targets:
         return {"all": best_child(table, problem)}
@@ -111,10 +119,12 @@ def write_tables(out: str | Path, table: pd.DataFrame, problem: SearchProblem) -
     return ranked
 
 
-def write_run(session: Session, cfg: Any) -> dict:
+def write_run(session: Session, cfg: Any) -> dict[str, Any]:
     """Write a finished search's out folder (`cfg` its `SearchConfig`): tables, summary and
     figures; returns the summary."""
+    from .html_report import write_run_report
     from .plots import plot_hypervolume, plot_pareto
+    from .search_log import log_search
     from .session import STATE_FORMAT
 
     out, problem = Path(cfg.out), session.problem
@@ -137,11 +147,13 @@ def write_run(session: Session, cfg: Any) -> dict:
                    "params": int(r["params"]), "rank": int(r["rank"])}
                   for _, r in picks.iterrows()],
         **session.extra_summary,
-        "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png"],
+        "files": [RESULTS, FRONT, SUMMARY, "pareto.png", "hypervolume.png", "report.html"],
     }
     write_json(summary, out / SUMMARY)
     title = f"{cfg.strategy}, seed {cfg.seed}, {session.counts.evaluated} evaluations"
     plot_pareto(ranked, problem, out / "pareto.png", f"Pareto front: {title}", picks=picks)
     plot_hypervolume(session.history, out / "hypervolume.png", f"Hypervolume: {title}")
+    write_run_report(out)  # report.html: the interactive front, tables and settings
+    log_search(out)  # TensorBoard events of the run (nothing without tensorboard)
     session.write_state(complete=True)
     return summary

@@ -89,8 +89,11 @@ def test_the_notebook_runs_against_two_searches_and_shows_figures(run_dirs, tmp_
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 3  # fronts, hypervolume, every child
+    # the HTML report's interactive figures: fronts over every child, hypervolume
+    plotly = "application/vnd.plotly.v1+json"
+    figures = [o.data[plotly] for o in outputs if plotly in o.get("data", {})]
+    assert len(figures) == 2
+    assert [t["meta"]["kind"] for t in figures[0]["data"]].count("front") == len(run_dirs)
     tables = [o.data["text/plain"] for o in outputs if o.output_type == "execute_result"]
     assert any("best_top1_%" in t for t in tables)  # the run comparison
     assert any("budget" in t and "max_macs" in t for t in tables)  # best child per budget

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--threads", type=int, default=d.threads,
       help="torch CPU threads per process (default 0: half the cores, 1 on 2 cores)")
     a("--quiet", action="store_true", help="no progress bar")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, default=d.tensorboard,
+      help="TensorBoard scalars and settings beside log.csv (default: when the tensorboard "
+      "package, extra [tb], is installed; --tensorboard without it is an error)")
+    a("--log-dir", default=d.log_dir,
+      help="TensorBoard's folder, one per run (default: the --out folder)")
     a("--no-els", dest="els", action="store_false",
       help="layer-wise spaces: skip choices as pure skips, not ELS (ablation)")
     a("--fair", action="store_true",

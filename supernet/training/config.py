@@ -20,6 +20,7 @@ import torch
 
 from ..utils import parse_device
 from .distill import KD_LOSSES
+from .logger import check_tensorboard
 from .optim import FLOOR_AT, OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
 
@@ -98,7 +99,8 @@ RES_SAMPLING = ("paired", "independent")
 # of these still counts as the same run (resume on GPU, with more workers, ...).
 # The space counts by its content (compared apart), not by its name or path.
 RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "channels_last",
-            "recipe")  # the recipe counts by the values it gave, not by its name
+            "recipe",  # the recipe counts by the values it gave, not by its name
+            "log_dir", "tensorboard")
 # What a checkpoint made before these fields existed computed (so it stays resumable)
 BEFORE_OPTIONS = {"kd": "ce", "teacher_warmup": 0.0, "sampling": "uniform", "candidates": 3,
                   "floor_at": FLOOR_AT, "optimizer": "sgd", "res_sampling": "independent",
@@ -145,6 +147,10 @@ class TrainConfig:
     # 1.5x faster on 2 idle cores but 5-10x slower on 2 cores shared with other jobs
     threads: int = 0
     quiet: bool = False  # no progress bar
+    # TensorBoard scalars (loss, LR, images/s, val top-1) and the settings, beside log.csv;
+    # None: when the tensorboard package (extra [tb]) is installed; True: an error without it
+    tensorboard: bool | None = None
+    log_dir: str | Path | None = None  # TensorBoard's folder; None: `out`
     # layer-wise spaces (SCARLET-NAS) train single-path, not by the sandwich rule:
     els: bool = True  # skip choices as ELS (1x1 conv + BN); False: pure skips (ablation)
     fair: bool = False  # FairNAS strict fairness: every choice of every layer each step
@@ -210,6 +216,7 @@ def check_config(cfg: TrainConfig) -> None:
         if not ok:
             raise ValueError(f"{name}: {getattr(cfg, name)!r} is not allowed; expected {want}")
     parse_device(cfg.device)
+    check_tensorboard(cfg.tensorboard)
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:

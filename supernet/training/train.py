@@ -29,6 +29,7 @@ from ..utils import atomic_write, mixed_seed
 from .config import BEFORE_OPTIONS, RUN_ONLY, TrainConfig, check_config, resolved, with_recipe
 from .distributed import Dist, convert_sync_bn, setup, teardown
 from .evaluation import EvalResult, calibrate_bn, evaluate
+from .logger import NullLogger, RunLogger, markdown_table, open_logger
 from .optim import make_optimizer, make_scheduler
 from .steps import autocast, make_step, training_space
 
@@ -133,19 +134,25 @@ def train(cfg: TrainConfig) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     d = setup(cfg.device)
+    log: RunLogger = NullLogger()
     try:
         if cfg.batch_size % d.world or len(data.train) < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} must divide over {d.world} "
                              f"processes and fit the {len(data.train)} training images")
-        _run(cfg, space, data, d, out, prev)
+        # logged steps count optimizer steps done; TensorBoard hides what a killed run
+        # logged after its last checkpoint
+        log = open_logger(cfg.log_dir or out, cfg.tensorboard, enabled=d.rank == 0,
+                          purge_step=prev["step"] + 1 if prev is not None else 0)
+        _run(cfg, space, data, d, out, prev, log)
     finally:
+        log.close()
         teardown(d)
         torch.set_num_threads(threads)
     return path
 
 
 def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path,
-         prev: dict | None) -> None:
+         prev: dict | None, log: RunLogger) -> None:
     torch.manual_seed(cfg.seed)  # weight initialisation
     net = ElasticSupernet(space)
     if prev is not None:
@@ -177,6 +184,8 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
     lead = d.rank == 0
     if lead and not cfg.quiet and start < cfg.epochs:
         print(_header(cfg, space, data, d), flush=True)
+    log.text("settings", f"{_header(cfg, space, data, d)}\n\n{markdown_table(_plain(cfg))}",
+             start * steps)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
@@ -186,11 +195,17 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=cfg.quiet or not lead, dynamic_ncols=True)
         sums = torch.zeros(3, dtype=torch.float64, device=d.device)
+        tick = t0
         for i, (x, y) in enumerate(bar):
             step = epoch * steps + i
             torch.manual_seed(mixed_seed(cfg.seed, step, d.rank))  # dropout masks, resumable
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             loss, kd = step_fn(model, opt, x, y, step)
+            now = time.perf_counter()  # images/s of all processes, data loading included
+            log.scalars({"train/loss": loss, "train/kd_loss": kd,
+                         "train/lr": opt.param_groups[0]["lr"],
+                         "train/images_per_s": len(y) * d.world / (now - tick)}, step + 1)
+            tick = now
             sched.step()
             short = cfg.batch_size // d.world - len(y)  # unreadable images skipped
             sums += torch.stack([loss.double(), kd.double(),
@@ -218,6 +233,9 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
                    "eval_s": eval_s, "val_top1_min": res["min"]["val"].top1,
                    "val_top1_max": res["max"]["val"].top1, "skipped_images": skipped}
             history.append(row)
+            log.scalars({"val/top1_min": row["val_top1_min"],
+                         "val/top1_max": row["val_top1_max"],
+                         "train/skipped_images": skipped}, row["step"])
             seconds += train_s + eval_s
             result = None
             if last:
