@@ -17,6 +17,7 @@ from .config import RECIPES, RES_SAMPLING, TrainConfig
 from .distill import KD_LOSSES
 from .optim import OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
+from .shrinking import METHODS
 from .train import train
 
 
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
       "package, extra [tb], is installed; --tensorboard without it is an error)")
     a("--log-dir", default=d.log_dir,
       help="TensorBoard's folder, one per run (default: the --out folder)")
+    a("--method", choices=METHODS, default=d.method,
+      help="stage-wise spaces: sandwich (BigNAS, default) or progressive-shrinking (OFA: "
+      "the largest child, then kernel, depth, expand and width opened phase by phase)")
     a("--no-els", dest="els", action="store_false",
       help="layer-wise spaces: skip choices as pure skips, not ELS (ablation)")
     a("--fair", action="store_true",

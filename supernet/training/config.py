@@ -23,6 +23,7 @@ from .distill import KD_LOSSES
 from .logger import check_tensorboard
 from .optim import FLOOR_AT, OPTIMIZERS, SCHEDULES
 from .sampling import SAMPLINGS
+from .shrinking import METHODS, phases
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "
 # What a checkpoint made before these fields existed computed (so it stays resumable)
 BEFORE_OPTIONS = {"kd": "ce", "teacher_warmup": 0.0, "sampling": "uniform", "candidates": 3,
                   "floor_at": FLOOR_AT, "optimizer": "sgd", "res_sampling": "independent",
-                  "els": True, "fair": False, "resolutions": ()}
+                  "els": True, "fair": False, "resolutions": (), "method": "sandwich"}
 
 
 @dataclass
@@ -151,6 +152,10 @@ class TrainConfig:
     # None: when the tensorboard package (extra [tb]) is installed; True: an error without it
     tensorboard: bool | None = None
     log_dir: str | Path | None = None  # TensorBoard's folder; None: `out`
+    # stage-wise spaces: "sandwich" (BigNAS, every dimension elastic from the start) or
+    # "progressive-shrinking" (OFA: the largest child, then kernel, depth, expand and width
+    # opened phase by phase; see supernet.training.shrinking)
+    method: str = "sandwich"
     # layer-wise spaces (SCARLET-NAS) train single-path, not by the sandwich rule:
     els: bool = True  # skip choices as ELS (1x1 conv + BN); False: pure skips (ablation)
     fair: bool = False  # FairNAS strict fairness: every choice of every layer each step
@@ -209,6 +214,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("candidates", isinstance(cfg.candidates, int) and cfg.candidates >= 1,
          "an integer >= 1"),
         ("floor_at", 0 < cfg.floor_at <= 1, "within (0, 1]"),
+        ("method", cfg.method in METHODS, f"one of {list(METHODS)}"),
         ("resolutions", isinstance(cfg.resolutions, tuple) and all(
             isinstance(r, int) and r > 0 for r in cfg.resolutions), "positive integers"),
     ]
@@ -217,6 +223,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"{name}: {getattr(cfg, name)!r} is not allowed; expected {want}")
     parse_device(cfg.device)
     check_tensorboard(cfg.tensorboard)
+    if cfg.method == "progressive-shrinking":
+        phases(cfg.epochs)  # one epoch per phase at least
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:

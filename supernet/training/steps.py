@@ -39,6 +39,7 @@ from ..spaces.space import Arch, SearchSpace, with_els
 from .config import TrainConfig, with_recipe
 from .distill import distill_loss
 from .sampling import attentive_candidates, pick, warmup_children
+from .shrinking import phase_at, phase_space
 
 # (model, optimizer, images, labels, global step) -> (loss, distillation loss), detached
 Step = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, int],
@@ -180,12 +181,16 @@ def single_path_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     return total / len(children), torch.zeros((), device=x.device)
 
 
-def training_space(space: SearchSpace, els: bool, fair: bool) -> SearchSpace:
+def training_space(space: SearchSpace, els: bool, fair: bool,
+                   method: str = "sandwich") -> SearchSpace:
     """The space a run trains: ELS or pure skips (layer-wise only); ValueError naming the
-    option when it does not apply to the space's family."""
+    option (fair, method) when it does not apply to the space's family."""
     if fair and space.family != "layerwise":
         raise ValueError(f"fair: strict fairness (--fair) needs a layer-wise space; "
                          f"{space.name!r} is stage-wise (sandwich rule)")
+    if method != "sandwich" and space.family == "layerwise":
+        raise ValueError(f"method: {method} needs a stage-wise space; {space.name!r} is "
+                         f"layer-wise (single path)")
     return with_els(space, els)
 
 
@@ -201,6 +206,17 @@ def make_step(space: SearchSpace, cfg: TrainConfig, total_steps: int) -> Step:
 
     teacher_steps = round(cfg.teacher_warmup * total_steps)
     res = train_resolutions(space, cfg.resolutions)
+    if cfg.method == "progressive-shrinking":
+        def shrinking(model, opt, x, y, step):
+            # the phase of this step's epoch: its dimensions elastic, the rest at their
+            # largest; the largest child alone in the first phase
+            phase = phase_at(cfg.epochs, step * cfg.epochs // total_steps)
+            sub = phase_space(space, phase.elastic)
+            kids = sandwich_children(sub, cfg.seed, step, cfg.num_random,
+                                     cfg.res_sampling == "paired", res)
+            return sandwich_step(model, opt, x, y, kids if phase.elastic else kids[:1], cfg,
+                                 dropout, None)
+        return shrinking
 
     def sandwich(model, opt, x, y, step):
         kids = warmup_children(sandwich_children(space, cfg.seed, step, cfg.num_random,

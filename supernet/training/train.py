@@ -120,7 +120,7 @@ def train(cfg: TrainConfig) -> Path:
     path of the final checkpoint `<out>/supernet.pt`."""
     check_config(cfg)
     cfg = resolved(cfg)
-    space = training_space(load_space(cfg.space), cfg.els, cfg.fair)
+    space = training_space(load_space(cfg.space), cfg.els, cfg.fair, cfg.method)
     # The split follows the seed too; the checkpoint stores both, so an evaluator can
     # rebuild the same held-out val split. Folders are only indexed here (streamed).
     data = load_data(cfg.data, space.base_resolution, cfg.seed)
