@@ -1,8 +1,9 @@
 """The whole user path of a published supernet through the CLIs' `main(argv)`: an
-AttentiveNAS file -> `nas-convert` -> `nas-search` on an ImageNet-style folder ->
-`nas-export` of the best child.
+AttentiveNAS or OFA MobileNetV3 (w1.0) file -> `nas-convert` -> `nas-search` on an
+ImageNet-style folder -> `nas-export` of the best child.
 
-The checkpoint is synthesized from the documented key names (tests/test_convert.py).
+The checkpoints are synthesized from the documented key names (tests/test_convert.py,
+tests/test_ofa.py).
 The folder is the cheapest one the evaluator accepts for a 1000-class space: its class
 count is that of train/ (val/ must have the same class folders, none empty), so it holds
 1000 classes with one 224 px JPEG each in train and val, hard links to 8 seeded images."""
@@ -19,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 from test_convert import attentive_shapes
+from test_ofa import synthesize
 
 from nas_search.cli import main as search_main
 from nas_search.export_cli import main as export_main
@@ -26,9 +28,12 @@ from supernet.converters.cli import main as convert_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CLASSES = 1000  # the attentive-mbv3 classifier's outputs
+CLASSES = 1000  # the classifier's outputs of both supernets
 BUDGET = 10
-MAX_MACS = 450_000_000  # A0..A4 (203-444M) fit; about 10% of uniform draws do
+# Only children of at most these MACs are evaluated, the rest are turned away by the
+# closed-form counter. AttentiveNAS: A0..A4 (203-444M) fit, about 10% of uniform draws
+# (under 300M, 0.1%: sampling would stall). OFA w1.0: about 35% of uniform draws fit.
+MAX_MACS = {"attentivenas": 450_000_000, "ofa-mbv3-w10": 150_000_000}
 
 
 def _published(path: Path) -> Path:
@@ -45,6 +50,17 @@ def _published(path: Path) -> Path:
         sd[f"module.{k}"] = v
     torch.save({"epoch": 360, "state_dict": sd}, path)
     return path
+
+
+def _published_ofa(path: Path) -> Path:
+    """A seeded random OFA w1.0 supernet saved as the authors do ({'state_dict'}, the
+    legacy `mobile_inverted_conv` keys)."""
+    torch.save({"state_dict": synthesize("ofa-mbv3-w10")}, path)
+    return path
+
+
+PUBLISHED = {"attentivenas": ("attentive_nas_pretrained.pth.tar", _published),
+             "ofa-mbv3-w10": ("ofa_mbv3_d234_e346_k357_w1.0", _published_ofa)}
 
 
 def _imagenet_like(root: Path, distinct: int = 8, size: int = 224) -> Path:
@@ -67,27 +83,33 @@ def _imagenet_like(root: Path, distinct: int = 8, size: int = 224) -> Path:
     return root / "data"
 
 
-def test_convert_search_export_on_an_image_folder(tmp_path: Path, capsys) -> None:
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory) -> str:
+    """The image folder as a `--data` spec, shared by the kinds."""
+    return f"folder:{_imagenet_like(tmp_path_factory.mktemp('imagenet'))}"
+
+
+@pytest.mark.parametrize("kind", list(PUBLISHED))
+def test_convert_search_export_on_an_image_folder(kind: str, imagenet: str, tmp_path: Path,
+                                                  capsys) -> None:
     """convert -> nsga2 search of BUDGET small children -> export of the best: exit codes 0,
     one results row per evaluation, the child's files written."""
-    ckpt = _published(tmp_path / "attentive_nas_pretrained.pth.tar")
+    name, publish = PUBLISHED[kind]
+    ckpt = publish(tmp_path / name)
     conv = tmp_path / "conv"
-    assert convert_main(["--from", "attentivenas", str(ckpt), "--out", str(conv)]) == 0
+    assert convert_main(["--from", kind, str(ckpt), "--out", str(conv)]) == 0
     supernet = conv / "supernet.pt"
     assert supernet.is_file()
 
-    data = f"folder:{_imagenet_like(tmp_path / 'imagenet')}"
-    run = tmp_path / "run"
-    # only children of at most MAX_MACS are evaluated, the rest are turned away by the
-    # closed-form counter (under 300M, 0.1% of uniform draws fit: sampling would stall).
+    data, run, max_macs = imagenet, tmp_path / "run", MAX_MACS[kind]
     # --val-images 32 of 1000 one-image classes: 32 random classes (stratified_subset)
     assert search_main(["--strategy", "nsga2", "--supernet", str(supernet), "--data", data,
                         "--budget", str(BUDGET), "--pop-size", "4", "--calib-images", "16",
-                        "--val-images", "32", "--max-macs", str(MAX_MACS), "--seed", "0",
+                        "--val-images", "32", "--max-macs", str(max_macs), "--seed", "0",
                         "--out", str(run), "--quiet"]) == 0
     table = pd.read_csv(run / "results.csv")
     assert len(table) == BUDGET
-    assert (table["macs"] <= MAX_MACS).all() and table["feasible"].all()  # evaluated only
+    assert (table["macs"] <= max_macs).all() and table["feasible"].all()  # evaluated only
     assert "best overall" in capsys.readouterr().out
 
     out = tmp_path / "export"
@@ -99,5 +121,5 @@ def test_convert_search_export_on_an_image_folder(tmp_path: Path, capsys) -> Non
     for name in ("model.pt", "arch.yaml", "metrics.json"):
         assert (child / name).is_file(), name
     metrics = json.loads((child / "metrics.json").read_text())
-    assert metrics["macs"] <= MAX_MACS and metrics["val"]["images"] == CLASSES
+    assert metrics["macs"] <= max_macs and metrics["val"]["images"] == CLASSES
     assert metrics["arch"] in set(table["arch"])

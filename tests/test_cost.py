@@ -13,7 +13,7 @@ from torch import nn
 from supernet import ElasticSupernet, load_space
 from supernet.spaces.cost import cost, macs, params
 from supernet.spaces.plan import ChildPlan, child_plan
-from supernet.spaces.space import Arch, SearchSpace, builtin_spaces
+from supernet.spaces.space import Arch, SearchSpace, StageArch, builtin_spaces
 
 with warnings.catch_warnings():  # fvcore scripts helpers at import: torch deprecation noise
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -21,7 +21,9 @@ with warnings.catch_warnings():  # fvcore scripts helpers at import: torch depre
 
 # stage-wise spaces; the layer-wise family (scarlet-*) has its own tests: test_layerwise.py
 SPACES = [n for n in builtin_spaces() if load_space(n).family == "stagewise"]
+OFA_SPACES = [n for n in builtin_spaces() if load_space(n).family == "ofa"]
 N_RANDOM = 30  # plus min and max: 32 children per space
+N_RANDOM_OFA = 6  # ImageNet-sized children at up to 224 px: fvcore takes ~0.4 s each
 # fvcore operator groups that are multiply-accumulates; BN, pooling etc. are not counted.
 MAC_OPS = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
 
@@ -44,7 +46,7 @@ def fvcore_macs(model: nn.Module, resolution: int) -> int:
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
-@pytest.fixture(scope="module", params=SPACES)
+@pytest.fixture(scope="module", params=SPACES + OFA_SPACES)
 def net(request) -> ElasticSupernet:
     """One supernet per built-in space, shared by the module."""
     return ElasticSupernet(request.param).eval()
@@ -52,7 +54,7 @@ def net(request) -> ElasticSupernet:
 
 def test_macs_and_params_match_the_exported_child(net: ElasticSupernet) -> None:
     space = net.space
-    for arch in children(space, N_RANDOM):
+    for arch in children(space, N_RANDOM if space.family == "stagewise" else N_RANDOM_OFA):
         child = net.export(arch)
         assert params(space, arch) == sum(p.numel() for p in child.parameters()), arch
         assert macs(space, arch) == fvcore_macs(child, arch.resolution), arch
@@ -90,14 +92,22 @@ def plan_counts(p: ChildPlan) -> tuple[int, int]:
             n + p.head_width * p.num_classes + p.num_classes)
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", SPACES + OFA_SPACES)
 def test_stage_wise_count_equals_block_wise_plan(name: str) -> None:
     space = load_space(name)
     for arch in children(space, 1000, seed=1):
         assert cost(space, arch) == plan_counts(child_plan(space, arch)), arch
 
 
-@pytest.mark.parametrize("name", SPACES)
+def _deeper(stage: StageArch) -> StageArch:
+    """`stage` with one more layer (OFA: a copy of its last layer's kernel and expand)."""
+    if stage.per_layer:
+        return StageArch(stage.width, stage.depth + 1, (*stage.kernel, stage.kernel[-1]),
+                         (*stage.expand, stage.expand[-1]))
+    return replace(stage, depth=stage.depth + 1)
+
+
+@pytest.mark.parametrize("name", SPACES + OFA_SPACES)
 def test_cost_is_monotone(name: str) -> None:
     space = load_space(name)
     lo, hi = cost(space, space.min_arch()), cost(space, space.max_arch())
@@ -109,8 +119,7 @@ def test_cost_is_monotone(name: str) -> None:
         if i + 1 < len(res):
             bigger = replace(arch, resolution=res[i + 1])
             assert macs(space, bigger) > m and params(space, bigger) == n
-        first = arch.stages[0]
-        deeper = replace(arch, stages=(replace(first, depth=first.depth + 1), *arch.stages[1:]))
+        deeper = replace(arch, stages=(_deeper(arch.stages[0]), *arch.stages[1:]))
         assert cost(space, deeper) > (m, n)  # not validated: the counter is pure arithmetic
 
 
@@ -119,3 +128,13 @@ def test_known_figures() -> None:
     assert cost(s, s.min_arch()) == (203_389_568, 8_954_184)
     t = load_space("tiny")
     assert macs(t, t.max_arch()) <= 15e6 and macs(t, t.min_arch()) <= 2e6
+
+
+def test_ofa_figures() -> None:
+    # OFA's own counter: w1.0 41.48 / 566.17 MFLOPs (smallest at 128, largest at 224),
+    # w1.2 100.32 / 843.10 (160 / 224); params of their static children
+    w10, w12 = load_space("ofa-mbv3-w10"), load_space("ofa-mbv3-w12")
+    assert cost(w10, w10.min_arch()) == (41_476_224, 3_410_792)
+    assert cost(w10, w10.max_arch()) == (566_170_656, 7_664_760)
+    assert cost(w12, w12.min_arch()) == (100_320_888, 4_602_456)
+    assert cost(w12, w12.max_arch()) == (843_101_040, 10_701_632)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from supernet.spaces.space import (
     builtin_spaces,
     load_space,
     make_divisible,
+    space_from_dict,
 )
 
 # stage-wise spaces; the layer-wise family (scarlet-*) has its own tests: test_layerwise.py
@@ -338,3 +340,121 @@ def test_attentive_mbv3_table() -> None:
     ]
     assert s.head_widths == (1792, 1984) and s.head_style == "mbv3"
     assert s.num_classes == 1000 and s.shortcut == "always"
+
+
+# ---- the OFA family: a kernel and expand ratio per layer ------------------------------------
+
+OFA_SPACES = [n for n in builtin_spaces() if load_space(n).family == "ofa"]
+
+
+@pytest.fixture(params=OFA_SPACES)
+def ofa(request) -> SearchSpace:
+    return load_space(request.param)
+
+
+def test_ofa_spaces_are_shipped() -> None:
+    assert OFA_SPACES == ["ofa-mbv3-w10", "ofa-mbv3-w12"]
+    for name in OFA_SPACES:
+        s = load_space(name)
+        assert s.per_layer and s.kernel_transform and not s.layers
+        assert [len(st.depths) for st in s.stages] == [1, 3, 3, 3, 3, 3]
+
+
+def test_ofa_round_trips(ofa: SearchSpace) -> None:
+    for a in children(ofa):
+        assert all(s.per_layer and len(s.kernel) == s.depth for s in a.stages)
+        assert Arch.parse(str(a)) == a and hash(Arch.parse(str(a))) == hash(a)
+        assert ofa.parse(str(a)) == a
+        assert ofa.arch_from_dict(json.loads(json.dumps(a.to_dict()))) == a
+        vec = ofa.encode(a)
+        assert vec.shape == (len(ofa.choices()),) and ofa.decode(vec) == a
+
+
+def test_ofa_string_and_dict_forms(ofa: SearchSpace) -> None:
+    a = ofa.min_arch()
+    text = str(ofa.max_arch())
+    assert re.fullmatch(r"r\d+-s\d+(-w\d+(_k\d+e\d+)+)+-h\d+", text), text
+    assert "-w24_k3e3_k3e3-" in str(a) or "-w32_k3e3_k3e3-" in str(a)
+    d = ofa.max_arch().to_dict()
+    assert d["stages"][1] == {"width": d["stages"][1]["width"], "depth": 4,
+                              "kernel": [7, 7, 7, 7], "expand": [6, 6, 6, 6]}
+    b = Arch.parse("r128-s16-w16_k3e1-w24_k3e3_k5e4.5-h1280")
+    assert b.stages[1] == StageArch(24, 2, (3, 5), (3, 4.5))
+    assert str(b) == "r128-s16-w16_k3e1-w24_k3e3_k5e4.5-h1280"
+
+
+def test_ofa_min_max_and_encoding(ofa: SearchSpace) -> None:
+    assert np.array_equal(ofa.encode(ofa.min_arch()), np.zeros(len(ofa.choices())))
+    assert np.array_equal(ofa.encode(ofa.max_arch()), ofa.n_choices() - 1)
+    lo, hi = ofa.min_arch(), ofa.max_arch()
+    assert [s.depth for s in lo.stages[1:]] == [2] * 5
+    assert [s.depth for s in hi.stages[1:]] == [4] * 5
+    assert set(lo.stages[3].kernel) == {3} and set(hi.stages[3].expand) == {6}
+    names = [n for n, _ in ofa.choices()]
+    assert names[6:12] == ["stage 1 width", "stage 1 depth", "stage 1 layer 0 kernel",
+                           "stage 1 layer 0 expand", "stage 1 layer 1 kernel",
+                           "stage 1 layer 1 expand"]
+    levels = ofa.gene_levels()
+    assert sorted(g for _, genes in levels for g in genes) == list(range(len(names)))
+    assert [n for n, _ in levels] == ["global"] + [f"stage {i}" for i in range(6)]
+
+
+def test_ofa_genes_past_the_depth_are_ignored(ofa: SearchSpace) -> None:
+    vec = np.zeros(len(ofa.choices()), dtype=int)
+    names = [n for n, _ in ofa.choices()]
+    other = vec.copy()
+    other[names.index("stage 2 layer 3 kernel")] = 2  # depth 2: layer 3 does not run
+    assert ofa.decode(vec) == ofa.decode(other)
+    other[names.index("stage 2 depth")] = 2
+    assert ofa.decode(other).stages[2].kernel == (3, 3, 3, 7)
+
+
+def test_ofa_size_counts_distinct_children() -> None:
+    d = load_space("ofa-mbv3-w10").to_dict()
+    d["resolutions"] = [128, 160]
+    d["stages"] = [{**d["stages"][1], "depths": [1, 2], "kernels": [3, 5], "expands": [3]},
+                   {**d["stages"][2], "depths": [1, 2], "kernels": [3, 7], "expands": [3, 6]}]
+    small = space_from_dict(d)
+    everything = {small.decode(v) for v in itertools.product(
+        *[range(n) for n in small.n_choices()])}
+    assert small.size() == len(everything) == 2 * (2 + 4) * (4 + 16)
+    assert load_space("ofa-mbv3-w10").size() == 25 * (9 ** 2 + 9 ** 3 + 9 ** 4) ** 5
+
+
+def test_ofa_validation_errors(ofa: SearchSpace) -> None:
+    a = ofa.max_arch()
+    bad = _with_stage(a, 1, kernel=(7, 4, 7, 7))
+    with pytest.raises(ValueError, match=r"stage 1 layer 1 kernel: 4 is not allowed .*"
+                                         r"allowed \[3, 5, 7\]"):
+        ofa.validate(bad)
+    with pytest.raises(ValueError, match="stage 2 depth: 5 is not allowed"):
+        ofa.validate(_with_stage(a, 2, depth=5, kernel=(7,) * 5, expand=(6,) * 5))
+    with pytest.raises(ValueError, match=r"stage 1: 'w\d+d4k7e6' does not fit space .*"
+                                         "a kernel and expand ratio per layer"):
+        ofa.validate(_with_stage(a, 1, kernel=7, expand=6))
+    tiny = load_space("tiny")
+    per_layer = _with_stage(tiny.max_arch(), 0, kernel=(5, 5), expand=(1, 1))
+    with pytest.raises(ValueError, match="does not fit space 'tiny' .*one kernel"):
+        tiny.validate(per_layer)
+    with pytest.raises(ValueError, match="depth 3 needs 3 per-layer kernels and expand "
+                                         "ratios, got 2 and 2"):
+        StageArch(24, 3, (3, 5), (3, 4))
+    with pytest.raises(ValueError, match="must both be per layer"):
+        StageArch(24, 2, (3, 5), 3)
+    with pytest.raises(ValueError, match="arch string: stage 1 'w24_k3' is malformed"):
+        Arch.parse("r128-s16-w16_k3e1-w24_k3-h1280")
+
+
+def test_ofa_space_dict_round_trips_and_others_unchanged(ofa: SearchSpace, tmp_path) -> None:
+    d = ofa.to_dict()
+    assert d["family"] == "ofa" and d["block"]["kernel_transform"] is True
+    path = tmp_path / "copy.yaml"
+    path.write_text(yaml.safe_dump(d))
+    assert load_space(path) == ofa
+    for name in SPACES:  # the other spaces' dicts (and so their checkpoints) are as before
+        other = load_space(name).to_dict()
+        assert "family" not in other and "kernel_transform" not in other["block"]
+    s1 = load_space("scarlet-s1").to_dict()
+    s1["block"]["kernel_transform"] = True
+    with pytest.raises(ValueError, match="kernel_transform: for stage-based spaces"):
+        space_from_dict(s1)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..spaces.space import Arch, SearchSpace, StageArch, load_space
+from .mapping import rename_state_dict
 
 SPACE = "attentive-mbv3"
 
@@ -48,6 +49,7 @@ _PREPROCESSING: dict[str, Any] = {
     "std": [0.229, 0.224, 0.225],
     "resize": 256,
     "crop": 224,
+    "crop_at": "base",  # crop once at 224, then resize to each child's resolution
     "crop_ratio": 0.875,
     "child_resize_interpolation": "bicubic",
     "bn_calibration_images": 64 * 256,
@@ -55,6 +57,11 @@ _PREPROCESSING: dict[str, Any] = {
 }
 # AttentiveNAS's eval config asks for bilinear; AlphaNet's omits it (bicubic default).
 _RESIZE = {"attentivenas": "bilinear", "alphanet": "bicubic"}
+
+
+def space_of(kind: str) -> str:
+    """The name of our space that holds `kind`'s supernet (both kinds share one)."""
+    return SPACE
 
 
 def preprocessing(kind: str) -> dict[str, Any]:
@@ -96,35 +103,13 @@ def skipped(space: SearchSpace, key: str, expected: Mapping[str, str]) -> bool:
     return False
 
 
-def _shape(t: torch.Tensor | None) -> str:
-    return "none" if t is None else str(list(t.shape))
-
-
 def map_state_dict(space: SearchSpace, theirs: Mapping[str, torch.Tensor],
                    ours: Mapping[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
     """Their state dict renamed to our keys. ValueError naming the first bad key (in their
     file's order, then missing ones in ours) with the expected and found shapes."""
     expected = key_map(space, ours)
-    if not any(k in expected for k in theirs):
-        raise ValueError(f"checkpoint: {where!r} holds no AttentiveNAS/AlphaNet supernet "
-                         f"(none of its {len(theirs)} keys is one, e.g. "
-                         f"'{next(iter(expected))}')")
-    out = {}
-    for k, t in theirs.items():
-        if k in expected:
-            want = ours[expected[k]]
-            if t.shape != want.shape:
-                raise ValueError(f"checkpoint: {where!r} key {k!r} has shape {_shape(t)}, "
-                                 f"expected {_shape(want)}")
-            out[expected[k]] = t
-        elif not skipped(space, k, expected):
-            raise ValueError(f"checkpoint: {where!r} has unexpected key {k!r} (found shape "
-                             f"{_shape(t)}, expected none)")
-    for k, o in expected.items():
-        if o not in out:
-            raise ValueError(f"checkpoint: {where!r} is missing key {k!r} (expected shape "
-                             f"{_shape(ours[o])}, found none)")
-    return out
+    return rename_state_dict(theirs, expected, ours, where, "AttentiveNAS/AlphaNet",
+                             skipped=lambda k: skipped(space, k, expected))
 
 
 _CFG = {"width": 2, "depth": 0, "kernel_size": 0, "expand_ratio": 0}  # extra widths

@@ -14,17 +14,17 @@ from pathlib import Path
 
 from ..checkpoint import save_checkpoint
 from ..cli_kit import Parser, run
-from . import KINDS, PENDING, convert
+from . import KINDS, convert
 
 OUT_FILE = "supernet.pt"
 
 
 def parser() -> argparse.ArgumentParser:
+    """The `nas-convert` argument parser (errors in one line)."""
     p = Parser(prog="nas-convert", description="Convert a published supernet into a "
                 "nas-supernet checkpoint that nas-search and nas-export read.")
     p.add_argument("--from", dest="kind", metavar="KIND", required=True,
-                   help=f"source format: {', '.join(KINDS)} "
-                        f"({', '.join(PENDING)}: not yet supported)")
+                   help=f"source format: {', '.join(KINDS)}")
     p.add_argument("ckpt", metavar="CKPT", help="the authors' checkpoint file")
     p.add_argument("--out", metavar="DIR", required=True, help=f"folder for {OUT_FILE}")
     p.add_argument("--trust-pickle", action="store_true",

@@ -23,6 +23,7 @@ class SqueezeExcite(nn.Module):
         self.reduce, self.act, self.expand, self.gate = reduce, act, expand, gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` scaled channel-wise by its gate."""
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
@@ -34,6 +35,7 @@ class MBConv(nn.Module):
         self.body, self.shortcut = body, shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The body's output, plus the shortcut's where the block has one."""
         y = self.body(x)
         return y if self.shortcut is None else y + self.shortcut(x)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -18,11 +19,12 @@ class DynamicBlock(nn.Module):
     """Elastic MBConv block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ shortcut)."""
 
     def __init__(self, space: SearchSpace, mx: BlockPlan, k: int, expandable: bool, se: bool,
-                 shortcut_conv: bool):
+                 shortcut_conv: bool, transform_kernels: Sequence[int] = ()):
         super().__init__()
         self.expand_conv = DynamicConv2d(mx.c_in, mx.mid) if expandable else None
         self.expand_bn = DynamicBatchNorm2d(mx.mid) if expandable else None
-        self.dw_conv = DynamicConv2d(mx.mid, mx.mid, k, mx.stride, depthwise=True)
+        self.dw_conv = DynamicConv2d(mx.mid, mx.mid, k, mx.stride, depthwise=True,
+                                     transform_kernels=transform_kernels)
         self.dw_bn = DynamicBatchNorm2d(mx.mid)
         self.se = DynamicSE(mx.mid, mx.se, space.se_act, space.se_gate) if se else None
         self.project_conv = DynamicConv2d(mx.mid, mx.c_out)
@@ -30,6 +32,7 @@ class DynamicBlock(nn.Module):
         self.shortcut_conv = DynamicConv2d(mx.c_in, mx.c_out) if shortcut_conv else None
 
     def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
+        """Block `p` of a child (its widths, kernel, stride and residual) on `x`."""
         act = act_fn(p.act)
         h = x
         if p.has_expand:
@@ -73,6 +76,7 @@ class SkipChoice(nn.Module):
                 self.conv.weight[range(n), range(n)] = 1.0
 
     def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
+        """The skip of plan `p`: ELS (conv + BN) or pool and zero channels."""
         if self.conv is not None:
             return self.bn(self.conv(x, p.c_out))
         if p.stride > 1:
@@ -95,9 +99,11 @@ class ElasticSupernet(nn.Module):
             blocks = [b for b in mx.blocks if b.stage == si]
             expandable = any(e != 1 for e in spec.expands)
             first_needs_conv = space.shortcut == "always"
+            # OFA: every block of a stage owns its kernel-transform matrices
+            kernels = spec.kernels if space.kernel_transform else ()
             stages.append(nn.ModuleList(
                 DynamicBlock(space, b, max(spec.kernels), expandable, spec.se,
-                             first_needs_conv and b.index == 0)
+                             first_needs_conv and b.index == 0, kernels)
                 for b in blocks
             ))
         self.stages = nn.ModuleList(stages)

@@ -1,10 +1,13 @@
 """Elastic layers: each owns the largest weight and slices it for the active child.
 
 Slicing, not masking: lower-index channels and the centre k x k of the largest
-kernel, so a small child costs what its static twin costs.
+kernel, so a small child costs what its static twin costs. With OFA's kernel transform a
+smaller kernel is, in addition, a learned linear map of that centre (`transform_kernel`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,31 @@ def centre_crop(weight: torch.Tensor, k: int) -> torch.Tensor:
     return weight[..., s:s + k, s:s + k]
 
 
+def transform_name(big: int, small: int) -> str:
+    """Key of the matrix that maps the centre of a `big` kernel to a `small` one: '7to5'."""
+    return f"{big}to{small}"
+
+
+def transform_kernel(weight: torch.Tensor, k: int, kernels: Sequence[int],
+                     matrices: nn.ParameterDict) -> torch.Tensor:
+    """OFA's elastic kernel: from the largest kernel down to `k`, one step per smaller size
+    of `kernels`, take the centre s x s and map its s*s values (row-major) through that
+    step's matrix M as x @ M^T; 3x3 thus comes from the transformed 5x5, never the raw one.
+    """
+    steps = sorted(kernels, reverse=True)
+    if k not in steps:
+        raise ValueError(f"kernel: {k} is not one of the transformed sizes {steps}")
+    w = weight
+    for big, small in zip(steps, steps[1:]):
+        if big == k:
+            break
+        w = centre_crop(w, small)
+        shape = w.shape
+        w = F.linear(w.reshape(-1, small * small), matrices[transform_name(big, small)])
+        w = w.reshape(shape)
+    return w
+
+
 def shortcut_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     """Average pool of an "always"-style shortcut on a strided block (AttentiveNAS).
 
@@ -61,24 +89,43 @@ def shortcut_pool_layer(stride: int, in_hw: int) -> nn.AvgPool2d:
 
 
 class DynamicConv2d(nn.Module):
-    """Conv2d whose in/out channels and (odd) kernel size are chosen per call."""
+    """Conv2d whose in/out channels and (odd) kernel size are chosen per call.
+
+    `transform_kernels` (OFA): the kernel sizes a smaller kernel is made from by learned
+    matrices, one per step between consecutive sizes (`transforms['7to5']`, 25 x 25),
+    initialised to the identity so that they start as plain centre crops."""
 
     def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1,
-                 depthwise: bool = False, bias: bool = False):
+                 depthwise: bool = False, bias: bool = False,
+                 transform_kernels: Sequence[int] = ()):
         super().__init__()
         self.stride, self.depthwise, self.max_kernel = stride, depthwise, max_kernel
         in_per_group = 1 if depthwise else max_in
         self.weight = nn.Parameter(torch.empty(max_out, in_per_group, max_kernel, max_kernel))
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        steps = sorted(set(transform_kernels), reverse=True)
+        if steps and steps[0] != max_kernel:
+            raise ValueError(f"kernel transform: sizes {steps} must start at the largest "
+                             f"kernel {max_kernel}")
+        self.kernels = tuple(steps)
+        pairs = list(zip(steps, steps[1:]))
+        self.transforms = nn.ParameterDict(
+            {transform_name(a, b): nn.Parameter(torch.eye(b * b)) for a, b in pairs}
+        ) if pairs else None
 
     def sliced(self, c_in: int, c_out: int, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The active weight and bias."""
+        """The active weight (a transformed kernel where the layer has transforms) and bias."""
         w = self.weight[:c_out] if self.depthwise else self.weight[:c_out, :c_in]
-        w = centre_crop(w, k)
+        if self.transforms is not None and k < self.max_kernel:
+            w = transform_kernel(w, k, self.kernels, self.transforms)
+        else:
+            w = centre_crop(w, k)
         return w, (None if self.bias is None else self.bias[:c_out])
 
     def forward(self, x: torch.Tensor, c_out: int | None = None, k: int | None = None):
+        """The conv on all input channels of `x`, `c_out` outputs (depthwise: as many as
+        in) and a k x k kernel (default: the largest)."""
         c_in = x.shape[1]
         c_out = c_in if self.depthwise else (c_out or self.weight.shape[0])
         k = k or self.max_kernel
@@ -94,6 +141,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BN over the channels of `x`, the first C of the running statistics."""
         c = x.shape[1]
         if self.training:
             self.num_batches_tracked.add_(1)
@@ -117,6 +165,7 @@ class DynamicLinear(nn.Module):
         self.linear = nn.Linear(max_in, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the features of `x` (its width picks the weight's columns)."""
         return F.linear(x, self.linear.weight[:, : x.shape[1]], self.linear.bias)
 
 
@@ -130,6 +179,7 @@ class DynamicSE(nn.Module):
         self.act, self.gate = act, gate
 
     def forward(self, x: torch.Tensor, sq: int) -> torch.Tensor:
+        """`x` gated channel-wise through a squeeze of width `sq`."""
         s = x.mean((2, 3), keepdim=True)
         s = act_fn(self.act)(self.reduce(s, sq))
         return x * act_fn(self.gate)(self.expand(s, x.shape[1]))

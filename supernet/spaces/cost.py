@@ -56,17 +56,26 @@ def cost(space: SearchSpace, arch: Arch) -> tuple[int, int]:
     """(MACs, params) of child `arch` at its resolution, in one pass.
 
     Blocks 1.. of a stage share one shape (input width = output width, stride 1), so a
-    stage costs its first block plus (depth - 1) times its second. Layer-wise ELS skips
-    cost what they cost folded (`export.fold_els_layers`), as deployed.
+    stage costs its first block plus (depth - 1) times its second (OFA: layer by layer).
+    Layer-wise ELS skips cost what they cost folded (`export.fold_els_layers`), as deployed.
     """
     hw = conv_out(arch.resolution, space.stem_stride)
     c = arch.stem
     m = hw * hw * 27 * c  # 3x3 stem conv on RGB
     n = 27 * c + 2 * c
     for spec, st in zip(space.stages, arch.stages):
-        bm, bn, hw = _block(space, spec.se, c, st.width, st.kernel, st.expand, hw, spec.stride)
+        if st.per_layer:  # OFA: each layer has its own kernel and expand ratio
+            for bi in range(st.depth):
+                k, e = st.layer(bi)
+                bm, bn, hw = _block(space, spec.se, c if bi == 0 else st.width, st.width, k,
+                                    e, hw, spec.stride if bi == 0 else 1)
+                m, n = m + bm, n + bn
+            c = st.width
+            continue
+        k, e = st.layer(0)  # one kernel and expand ratio for the whole stage
+        bm, bn, hw = _block(space, spec.se, c, st.width, k, e, hw, spec.stride)
         if st.depth > 1:
-            rm, rn, hw = _block(space, spec.se, st.width, st.width, st.kernel, st.expand, hw, 1)
+            rm, rn, hw = _block(space, spec.se, st.width, st.width, k, e, hw, 1)
             bm += (st.depth - 1) * rm
             bn += (st.depth - 1) * rn
         m, n, c = m + bm, n + bn, st.width

@@ -102,14 +102,15 @@ def child_plan(space: SearchSpace, arch: Arch) -> ChildPlan:
         c, hw = blocks[-1].c_out, blocks[-1].out_hw
     for si, (spec, st) in enumerate(zip(space.stages, arch.stages)):
         for bi in range(st.depth):
+            kernel, expand = st.layer(bi)  # the stage's, or the layer's own (OFA)
             stride = spec.stride if bi == 0 else 1
-            mid = mid_width(c, st.expand)
+            mid = mid_width(c, expand)
             out_hw = conv_out(hw, stride)
             same = stride == 1 and c == st.width
             always = space.shortcut == "always"
             blocks.append(BlockPlan(
-                stage=si, index=bi, c_in=c, mid=mid, c_out=st.width, kernel=st.kernel,
-                stride=stride, has_expand=st.expand != 1,
+                stage=si, index=bi, c_in=c, mid=mid, c_out=st.width, kernel=kernel,
+                stride=stride, has_expand=expand != 1,
                 se=se_width(space, c, mid) if spec.se else 0, act=spec.act,
                 residual=same or always,
                 shortcut_pool=always and stride > 1,

@@ -3,10 +3,12 @@
 A `SearchSpace` lists the choices (resolutions, stem, stages or layers, head); an `Arch`
 is one child, frozen and hashable, with a string form, a dict form and an integer encoding.
 
-Two families share it. Stage-wise (BigNAS): per stage a width, depth, kernel and expand
+Three families share it. Stage-wise (BigNAS): per stage a width, depth, kernel and expand
 ratio, weights sliced from the largest. Layer-wise (SCARLET-NAS, FairNAS): per layer one
 named block, `e<expand>k<kernel>[se]` or `skip`; each choice owns its weights, and a skip
-is a learnable 1x1 conv + BN (ELS) unless the space says `els: false`.
+is a learnable 1x1 conv + BN (ELS) unless the space says `els: false`. OFA (Once-for-All's
+MobileNetV3): stages as stage-wise, but a kernel and an expand ratio per layer of a stage
+(`StageArch` holds tuples, one entry per active layer), weights sliced as stage-wise.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ SHORTCUTS = ("identity", "always")  # identity: residual only where shapes agree
 HEADS = ("mbv2", "mbv3")
 SE_SOURCES = ("input", "mid")
 GATES = ("sigmoid", "hsigmoid")
-FAMILIES = ("stagewise", "layerwise")
+FAMILIES = ("stagewise", "layerwise", "ofa")
 SKIP = "skip"  # the layer-wise skip choice: ELS (1x1 conv + BN) or a pure skip
 _OP_RE = re.compile(r"^e(\d+(?:\.\d+)?)k(\d+)(se)?$")
 OP_FORMS = "'e<expand>k<kernel>' (an inverted bottleneck), 'e<expand>k<kernel>se' or 'skip'"
@@ -61,12 +63,49 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class StageArch:
-    """The choices of one stage of a child: output width, depth, kernel, expand ratio."""
+    """The choices of one stage of a child: output width, depth, kernel, expand ratio. In
+    the OFA family `kernel` and `expand` are tuples with one entry per layer (`depth` long).
+    """
 
     width: int
     depth: int
-    kernel: int
-    expand: float
+    kernel: int | tuple[int, ...]
+    expand: float | tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        k, e = self.kernel, self.expand
+        if isinstance(k, (tuple, list)) != isinstance(e, (tuple, list)):
+            raise ValueError(f"stage: kernel {k!r} and expand {e!r} must both be per layer "
+                             "(sequences) or both single values")
+        if isinstance(k, (tuple, list)) and isinstance(e, (tuple, list)):
+            ks, es = tuple(int(v) for v in k), tuple(_num(float(v)) for v in e)
+            if len(ks) != self.depth or len(es) != self.depth:
+                raise ValueError(f"stage: depth {self.depth} needs {self.depth} per-layer "
+                                 f"kernels and expand ratios, got {len(ks)} and {len(es)}")
+            # lists become tuples so that the child stays hashable
+            object.__setattr__(self, "kernel", ks)
+            object.__setattr__(self, "expand", es)
+
+    @property
+    def per_layer(self) -> bool:
+        """Whether kernel and expand are given per layer (OFA family)."""
+        return isinstance(self.kernel, tuple)
+
+    def layer(self, i: int) -> tuple[int, float]:
+        """(kernel, expand) of layer `i` of the stage, in either form."""
+        k, e = self.kernel, self.expand
+        if isinstance(k, tuple) and isinstance(e, tuple):
+            return k[i], e[i]
+        if isinstance(k, tuple) or isinstance(e, tuple):  # __post_init__ rules this out
+            raise ValueError(f"stage: kernel {k!r} and expand {e!r} mix forms")
+        return k, e
+
+    def __str__(self) -> str:
+        if self.per_layer:  # depth = number of layers: w24_k3e3_k5e4
+            return f"w{self.width}" + "".join(
+                f"_k{k}e{_fmt(e)}" for k, e in map(self.layer, range(self.depth)))
+        k, e = self.layer(0)
+        return f"w{self.width}d{self.depth}k{k}e{_fmt(e)}"
 
 
 @dataclass(frozen=True)
@@ -81,37 +120,46 @@ class Arch:
     layers: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        body = "-".join(
-            [f"w{s.width}d{s.depth}k{s.kernel}e{_fmt(s.expand)}" for s in self.stages]
-            + list(self.layers)
-        )
+        body = "-".join([str(s) for s in self.stages] + list(self.layers))
         return f"r{self.resolution}-s{self.stem}-{body}-h{self.head}"
 
     _STAGE_RE = re.compile(r"^w(\d+)d(\d+)k(\d+)e(\d+(?:\.\d+)?)$")
+    _PER_LAYER_RE = re.compile(r"^w(\d+)((?:_k\d+e\d+(?:\.\d+)?)+)$")
+    _LAYER_RE = re.compile(r"_k(\d+)e(\d+(?:\.\d+)?)")
 
     @classmethod
     def parse(cls, text: str) -> "Arch":
-        """Parse the short string form: `r32-s16-w16d1k3e1-...-h128` (stage-wise) or
-        `r32-s16-e1k3-e6k7-skip-...-h256` (layer-wise)."""
+        """Parse the short string form: `r32-s16-w16d1k3e1-...-h128` (stage-wise),
+        `r32-s16-e1k3-e6k7-skip-...-h256` (layer-wise) or `r224-s16-w24_k3e3_k7e6-...-h1280`
+        (OFA: one `_k<kernel>e<expand>` per layer of a stage)."""
         parts = str(text).strip().split("-")
         if len(parts) < 4 or not re.fullmatch(r"r\d+", parts[0]) or not re.fullmatch(
             r"s\d+", parts[1]
         ) or not re.fullmatch(r"h\d+", parts[-1]):
             raise ValueError(
                 f"arch string: {text!r} is malformed; expected "
-                "'r<res>-s<stem>-w<width>d<depth>k<kernel>e<expand>-...-h<head>' or, "
-                f"layer-wise, 'r<res>-s<stem>-<choice>-...-h<head>' with each choice {OP_FORMS}"
+                "'r<res>-s<stem>-w<width>d<depth>k<kernel>e<expand>-...-h<head>', per "
+                "layer (OFA) 'w<width>_k<kernel>e<expand>_k<kernel>e<expand>...' per stage, "
+                f"or layer-wise 'r<res>-s<stem>-<choice>-...-h<head>' with each choice "
+                f"{OP_FORMS}"
             )
         if all(p == SKIP or _OP_RE.match(p) for p in parts[2:-1]):
             layers = tuple(p if p == SKIP else _op_name(*op_shape(p)) for p in parts[2:-1])
             return cls(int(parts[0][1:]), int(parts[1][1:]), (), int(parts[-1][1:]), layers)
         stages = []
         for i, p in enumerate(parts[2:-1]):
+            per = cls._PER_LAYER_RE.match(p)
+            if per:
+                ke = cls._LAYER_RE.findall(per.group(2))
+                stages.append(StageArch(int(per.group(1)), len(ke), tuple(int(k) for k, _ in ke),
+                                        tuple(float(e) for _, e in ke)))
+                continue
             m = cls._STAGE_RE.match(p)
             if not m:
                 raise ValueError(
                     f"arch string: stage {i} {p!r} is malformed; expected "
-                    "'w<width>d<depth>k<kernel>e<expand>'"
+                    "'w<width>d<depth>k<kernel>e<expand>' or, per layer (OFA), "
+                    "'w<width>_k<kernel>e<expand>_k<kernel>e<expand>...'"
                 )
             e = float(m.group(4))
             stages.append(
@@ -129,11 +177,25 @@ class Arch:
             "resolution": self.resolution,
             "stem": self.stem,
             "stages": [
-                {"width": s.width, "depth": s.depth, "kernel": s.kernel, "expand": s.expand}
+                {"width": s.width, "depth": s.depth, "kernel": _plain(s.kernel),
+                 "expand": _plain(s.expand)}
                 for s in self.stages
             ],
             "head": self.head,
         }
+
+
+def _stage_choice(kernel: Any, expand: Any) -> tuple[Any, Any]:
+    """(kernel, expand) of a stage dict: lists stay per layer (OFA), single values become
+    an int and a number."""
+    if isinstance(kernel, (list, tuple)) or isinstance(expand, (list, tuple)):
+        return tuple(kernel), tuple(expand)
+    return int(kernel), _num(float(expand))
+
+
+def _plain(v: Any) -> Any:
+    """A per-layer tuple as a list (YAML/JSON friendly); a single value as it is."""
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _num(x: float) -> float:
@@ -201,6 +263,11 @@ class SearchSpace:
     # Images are prepared (cropped) at this resolution, then resized to each child's
     # (BigNAS supplement C: 224 on ImageNet); 0 means the largest resolution.
     base_resolution: int = 0
+    # OFA family: every layer of a stage chooses its own kernel and expand ratio
+    per_layer: bool = False
+    # OFA's elastic kernel: a smaller kernel is a learned linear map (one matrix per step
+    # between consecutive kernel sizes of a stage) of the centre of the next larger one
+    kernel_transform: bool = False
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -209,8 +276,11 @@ class SearchSpace:
 
     @property
     def family(self) -> str:
-        """'layerwise' (SCARLET-NAS: a block choice per layer) or 'stagewise' (BigNAS)."""
-        return "layerwise" if self.layers else "stagewise"
+        """'layerwise' (SCARLET-NAS: a block choice per layer), 'ofa' (stages with a kernel
+        and expand ratio per layer) or 'stagewise' (BigNAS)."""
+        if self.layers:
+            return "layerwise"
+        return "ofa" if self.per_layer else "stagewise"
 
     # ---- choices -------------------------------------------------------------
     def choices(self) -> list[tuple[str, tuple]]:
@@ -222,12 +292,13 @@ class SearchSpace:
         for i, spec in enumerate(self.layers):
             out.append((f"layer {i}", spec.ops))
         for i, s in enumerate(self.stages):
-            out += [
-                (f"stage {i} width", s.widths),
-                (f"stage {i} depth", s.depths),
-                (f"stage {i} kernel", s.kernels),
-                (f"stage {i} expand", s.expands),
-            ]
+            out += [(f"stage {i} width", s.widths), (f"stage {i} depth", s.depths)]
+            if self.per_layer:  # a gene per layer the stage can have; unused ones are ignored
+                for j in range(max(s.depths)):
+                    out += [(f"stage {i} layer {j} kernel", s.kernels),
+                            (f"stage {i} layer {j} expand", s.expands)]
+            else:
+                out += [(f"stage {i} kernel", s.kernels), (f"stage {i} expand", s.expands)]
         out.append(("head", self.head_widths))
         return out
 
@@ -236,8 +307,14 @@ class SearchSpace:
         return np.array([len(c) for _, c in self.choices()], dtype=np.int64)
 
     def size(self) -> int:
-        """Number of distinct children (every gene changes the network)."""
-        return int(np.prod([len(c) for _, c in self.choices()], dtype=object))
+        """Number of distinct children (OFA: the genes of layers beyond a stage's depth
+        change nothing, so a stage counts sum over depths d of (kernels x expands)^d)."""
+        if not self.per_layer:
+            return int(np.prod([len(c) for _, c in self.choices()], dtype=object))
+        n = len(self.resolutions) * len(self.stem_widths) * len(self.head_widths)
+        for s in self.stages:
+            n *= len(s.widths) * sum((len(s.kernels) * len(s.expands)) ** d for d in s.depths)
+        return n
 
     def gene_levels(self) -> list[tuple[str, list[int]]]:
         """Genes grouped for hierarchical mutation: ('global', [resolution, stem, head]),
@@ -247,8 +324,8 @@ class SearchSpace:
         out = [("global", [names.index("resolution"), names.index("stem"),
                            names.index("head")])]
         for i in range(len(self.stages)):
-            out.append((f"stage {i}", [names.index(f"stage {i} {g}")
-                                       for g in ("width", "depth", "kernel", "expand")]))
+            out.append((f"stage {i}", [g for g, n in enumerate(names)
+                                       if n.startswith(f"stage {i} ")]))
         for i, spec in enumerate(self.layers):
             if i == 0 or spec.stride > 1 or spec.width != self.layers[i - 1].width:
                 out.append((f"stage {len(out) - 1}", []))
@@ -256,7 +333,7 @@ class SearchSpace:
         return out
 
     # ---- children ------------------------------------------------------------
-    def decode(self, vector: Sequence[int]) -> Arch:
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Arch:
         """Arch from an integer vector of choice indices."""
         ch = self.choices()
         vec = [int(v) for v in np.asarray(vector).ravel()]
@@ -273,6 +350,15 @@ class SearchSpace:
             vals.append(opts[v])
         if self.layers:
             return Arch(vals[0], vals[1], (), vals[-1], tuple(vals[2:-1]))
+        if self.per_layer:
+            per_layer, g = [], 2
+            for spec in self.stages:
+                w, d, n = vals[g], vals[g + 1], max(spec.depths)
+                layers = vals[g + 2:g + 2 + 2 * n]
+                per_layer.append(StageArch(w, d, tuple(layers[0:2 * d:2]),
+                                           tuple(_num(e) for e in layers[1:2 * d:2])))
+                g += 2 + 2 * n
+            return Arch(vals[0], vals[1], tuple(per_layer), vals[-1])
         stages = tuple(
             StageArch(vals[2 + 4 * i], vals[3 + 4 * i], vals[4 + 4 * i], _num(vals[5 + 4 * i]))
             for i in range(len(self.stages))
@@ -291,8 +377,14 @@ class SearchSpace:
         if self.layers:
             return [arch.resolution, arch.stem, *arch.layers, arch.head]
         vals: list = [arch.resolution, arch.stem]
-        for s in arch.stages:
-            vals += [s.width, s.depth, s.kernel, s.expand]
+        for spec, s in zip(self.stages, arch.stages):
+            vals += [s.width, s.depth]
+            if self.per_layer:  # layers past the depth take the first choice (ignored)
+                for j in range(max(spec.depths)):
+                    vals += list(s.layer(j)) if j < s.depth else [spec.kernels[0],
+                                                                   spec.expands[0]]
+            else:
+                vals += [s.kernel, s.expand]
         return vals + [arch.head]
 
     def validate(self, arch: Arch) -> Arch:
@@ -312,6 +404,15 @@ class SearchSpace:
             raise ValueError(
                 f"stages: {len(arch.stages)} given, space {self.name!r} has {len(self.stages)}"
             )
+        for i, (spec, s) in enumerate(zip(self.stages, arch.stages)):
+            if s.per_layer != self.per_layer:
+                want = ("a kernel and expand ratio per layer, e.g. 'w24_k3e3_k5e4'"
+                        if self.per_layer else "one kernel and expand ratio, e.g. 'w24d2k3e4'")
+                raise ValueError(f"stage {i}: {str(s)!r} does not fit space {self.name!r} "
+                                 f"({self.family}), which takes {want}")
+            if s.per_layer and s.depth not in spec.depths:  # before its layers are read
+                raise ValueError(f"stage {i} depth: {s.depth!r} is not allowed in space "
+                                 f"{self.name!r}; allowed {list(spec.depths)}")
         for (name, opts), v in zip(self.choices(), self._values(arch)):
             if v not in opts:
                 raise ValueError(
@@ -343,15 +444,16 @@ class SearchSpace:
             return self.validate(arch)
         try:
             stages = tuple(
-                StageArch(int(s["width"]), int(s["depth"]), int(s["kernel"]),
-                          _num(float(s["expand"])))
+                StageArch(int(s["width"]), int(s["depth"]), *_stage_choice(s["kernel"],
+                                                                          s["expand"]))
                 for s in d["stages"]
             )
             arch = Arch(int(d["resolution"]), int(d["stem"]), stages, int(d["head"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(
                 f"arch dict: malformed ({e!r}); expected keys resolution, stem, head and "
-                "stages: [{width, depth, kernel, expand}, ...]"
+                "stages: [{width, depth, kernel, expand}, ...] (OFA: kernel and expand as "
+                "lists, one value per layer)"
             ) from None
         return self.validate(arch)
 
@@ -405,6 +507,7 @@ class SearchSpace:
             }
         d: dict[str, Any] = {
             "name": self.name,
+            **({"family": self.family} if self.per_layer else {}),
             "resolutions": list(self.resolutions),
             "base_resolution": self.base_resolution,
             "stem": {"widths": list(self.stem_widths), "stride": self.stem_stride,
@@ -423,6 +526,8 @@ class SearchSpace:
                       "se_gate": self.se_gate, "se_divisible": self.se_divisible,
                       "zero_init_residual_bn": self.zero_init_residual_bn},
         }
+        if self.kernel_transform:  # written only when set: other spaces' dicts unchanged
+            d["block"]["kernel_transform"] = True
         return d
 
 
@@ -477,7 +582,10 @@ def space_from_dict(d: dict) -> SearchSpace:
             raise ValueError("space block.shortcut: a layer-wise space has MobileNetV2 "
                              "residuals only ('identity'), not "
                              f"{block.get('shortcut')!r}")
-    for i, s in enumerate(d.get("stages", []) if family == "stagewise" else []):
+        if block.get("kernel_transform"):
+            raise ValueError("space block.kernel_transform: for stage-based spaces "
+                             "(stagewise, ofa) only; a layer-wise space slices kernels plainly")
+    for i, s in enumerate(d.get("stages", []) if family != "layerwise" else []):
         where = f"stages[{i}]"
         if not isinstance(s, dict):
             raise ValueError(f"space {where}: expected a mapping")
@@ -516,6 +624,8 @@ def space_from_dict(d: dict) -> SearchSpace:
         layers=tuple(layers),
         els=bool(block.get("els", True)),
         shared_choices=bool(block.get("shared_choices", True)),
+        per_layer=family == "ofa",
+        kernel_transform=bool(block.get("kernel_transform", False)),
     )
 
 
