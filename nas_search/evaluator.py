@@ -51,7 +51,9 @@ class Evaluator(Protocol):
 
     name: str
 
-    def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame: ...
+    def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
+        """One row per arch, in order (see the class)."""
+        ...
 
 
 def check_output(evaluator: Evaluator, archs: Sequence[Arch], table: pd.DataFrame) -> None:
@@ -105,7 +107,7 @@ class SupernetEvaluator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, space: SearchSpace | str | None = None,
-                        data: str | None = None, **kwargs) -> SupernetEvaluator:
+                        data: str | None = None, **kwargs: Any) -> SupernetEvaluator:
         """Load a checkpoint and the data set it was trained on (its held-out val split);
         a converted supernet calibrates on its authors' number of images unless told."""
         net, extra = load_checkpoint(path, space)
@@ -115,7 +117,7 @@ class SupernetEvaluator:
             kwargs["calib_images"] = default_calib_images(extra)
         return cls(net, dataset, **kwargs)
 
-    def evaluate_one(self, arch: Arch) -> dict:
+    def evaluate_one(self, arch: Arch) -> dict[str, Any]:
         """Calibrate, evaluate (and time) one child; a row of the result table."""
         t = time.perf_counter()
         child = calibrated_child(self.net, arch, self.images)
@@ -156,11 +158,13 @@ class DistributedEvaluator:
         self.name = inner.name
 
     def evaluate(self, archs: Sequence[Arch]) -> pd.DataFrame:
+        """Every row, in order: this rank evaluates every world-th child, the rest come
+        from the other ranks."""
         world, rank = self.dist.get_world_size(), self.dist.get_rank()
         mine = self.inner.evaluate(list(archs)[rank::world]).to_dict("records")
-        parts: list = [None] * world
+        parts: list[Any] = [None] * world
         self.dist.all_gather_object(parts, mine)
-        rows: list = [None] * len(archs)
+        rows: list[Any] = [None] * len(archs)
         for r, part in enumerate(parts):
             rows[r::world] = part
         columns = next((list(p[0]) for p in parts if p), list(EVAL_COLUMNS))

@@ -23,11 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 import yaml
+from torch import nn
 
 from supernet.checkpoint import checkpoint_data, load_checkpoint
 from supernet.data.datasets import DataSet, batches
@@ -39,6 +42,7 @@ from supernet.nn.child_file import (
     save_child,
 )
 from supernet.nn.export import fold_els_layers
+from supernet.nn.model import ElasticSupernet
 from supernet.spaces.cost import macs
 from supernet.spaces.space import Arch, SearchSpace
 from supernet.training.calibrate import ChildImages, calibrated_child, child_images
@@ -81,7 +85,7 @@ class Pick:
 
     label: str
     arch: str
-    search: dict
+    search: dict[str, float]
 
 
 def parse_pick(text: str) -> tuple[str, int]:
@@ -94,7 +98,7 @@ def parse_pick(text: str) -> tuple[str, int]:
     raise ValueError(f"pick: {text!r} is not allowed; expected {PICKS} (K a whole number >= 1)")
 
 
-def equispaced(values: np.ndarray, k: int) -> list[int]:
+def equispaced(values: npt.NDArray[np.float64], k: int) -> list[int]:
     """Indices of `k` distinct entries of sorted `values` closest to k equispaced points
     between their min and max (SCARLET-NAS's K models from the final front)."""
     if k > len(values):
@@ -109,7 +113,7 @@ def equispaced(values: np.ndarray, k: int) -> list[int]:
     return sorted(chosen)
 
 
-def _row(r: pd.Series) -> dict:
+def _row(r: pd.Series[Any]) -> dict[str, float]:
     keep = ("top1", "loss", "macs", "params", "latency_ms")
     return {f"search_{k}": float(r[k]) for k in keep if k in r and pd.notna(r[k])}
 
@@ -159,7 +163,8 @@ def _run_calib_images(run: str | Path | None) -> int | None:
     """The calibration images a run's search used, where it set them."""
     summary = Path(run) / SUMMARY if run else None
     if summary is not None and summary.is_file():
-        return read_json(summary).get("settings", {}).get("calib_images")
+        n = read_json(summary).get("settings", {}).get("calib_images")
+        return None if n is None else int(n)
     return None
 
 
@@ -194,10 +199,10 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _scores(child: torch.nn.Module, arch: Arch, data: DataSet, bs: int,
-            device: torch.device) -> dict:
+            device: torch.device) -> dict[str, dict[str, float]]:
     """Top-1 and loss of a plain child on val (and test, where the data has one)."""
     splits = {"val": data.val, **({"test": data.test} if data.test is not None else {})}
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for name, split in splits.items():
         loader = ((x.to(device), y.to(device)) for x, y in batches(split, data, bs))
         r = evaluate(child, arch, loader)
@@ -205,15 +210,16 @@ def _scores(child: torch.nn.Module, arch: Arch, data: DataSet, bs: int,
     return out
 
 
-def export_one(net, space: SearchSpace, images: ChildImages, pick: Pick, cfg: ExportConfig,
-               folder: Path, source: dict, teacher=None) -> dict:
+def export_one(net: ElasticSupernet, space: SearchSpace, images: ChildImages, pick: Pick,
+               cfg: ExportConfig, folder: Path, source: dict[str, Any],
+               teacher: tuple[nn.Module, Arch] | None = None) -> dict[str, Any]:
     """Calibrate, measure (fine-tune) and write one child into `folder`; its metrics."""
     arch, data, calib = space.parse(pick.arch), images.data, len(images.calib)
     device, bs = images.device, images.batch_size
     t = time.perf_counter()
     # fine-tuning trains the ELS skips as conv + BN: they fold after it
     child = calibrated_child(net, arch, images, fold_els=not cfg.finetune_epochs)
-    m: dict = {"arch": str(arch), "label": pick.label, **pick.search,
+    m: dict[str, Any] = {"arch": str(arch), "label": pick.label, **pick.search,
                **_scores(child, arch, data, bs, device), "macs": macs(space, arch),
                "calib_images": calib}
     if cfg.finetune_epochs:
@@ -242,7 +248,8 @@ def export_one(net, space: SearchSpace, images: ChildImages, pick: Pick, cfg: Ex
     return m
 
 
-def _teacher(net, space: SearchSpace, images: ChildImages):
+def _teacher(net: ElasticSupernet, space: SearchSpace,
+             images: ChildImages) -> tuple[nn.Module, Arch]:
     arch = space.max_arch()
     return calibrated_child(net, arch, images), arch
 
@@ -263,7 +270,12 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
         raise ValueError(f"finetune_lr: {cfg.finetune_lr!r} is not allowed; expected a "
                          "positive number")
     device = parse_device(cfg.device)
-    picks = run_picks(cfg.run, cfg.pick) if cfg.run else [Pick("child", cfg.arch, {})]
+    if cfg.run:
+        picks = run_picks(cfg.run, cfg.pick)
+    elif cfg.arch is not None:
+        picks = [Pick("child", cfg.arch, {})]
+    else:  # --run ''
+        raise ValueError("arch/run: give exactly one of --arch STRING or --run DIR")
     ckpt = cfg.supernet or (_run_supernet(cfg.run) if cfg.run else None)
     if ckpt is None:
         raise ValueError("supernet: give --supernet CKPT (a nas-train checkpoint)")
@@ -279,7 +291,7 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
               "split_seed": int(extra.get("seed", 0)), "calib_images": calib, "calib_seed": 0,
               "recipe_config": extra.get("config")}
-    rows = []
+    rows: list[dict[str, Any]] = []
     with torch_threads(cfg.threads), _staged_folder(out, cfg.force) as tmp:
         teacher = (_teacher(net, space, images)
                    if cfg.finetune_epochs and cfg.finetune_distill else None)
@@ -296,8 +308,8 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     return table
 
 
-def _summary_row(m: dict) -> dict:
-    row = {"label": m["label"], "arch": m["arch"]}
+def _summary_row(m: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"label": m["label"], "arch": m["arch"]}
     if "search_top1" in m:
         row["search_top1"] = m["search_top1"]
     if "finetune" in m:

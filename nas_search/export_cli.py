@@ -24,6 +24,7 @@ def _pick(text: str, what: str) -> str:
 
 
 def export_parser() -> argparse.ArgumentParser:
+    """The parser of `nas-export`'s flags (ExportConfig's fields)."""
     p = Parser(prog="nas-export", description="Export children of a trained supernet as "
                 "standalone models with their own BN statistics (model.pt, arch.yaml, "
                 "metrics.json, optionally model.onnx).")

@@ -10,14 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from supernet.spaces.cost import cost as _closed_form_cost
 from supernet.spaces.space import Arch, SearchSpace
 
 from .units import format_count
+
+if TYPE_CHECKING:
+    from .evaluator import Evaluator
 
 # objective name -> (table column, +1 to maximise / -1 to minimise)
 OBJECTIVES: dict[str, tuple[str, int]] = {
@@ -45,9 +50,9 @@ class HVFrame:
     nadir: tuple[float, ...]
     source: str = ""  # how the frame was made, for summary.json and the figures
 
-    def normalize(self, table: pd.DataFrame) -> np.ndarray:
+    def normalize(self, table: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Each objective column mapped to 0 at the ideal, 1 at the nadir."""
-        cols = []
+        cols: list[npt.NDArray[np.float64]] = []
         for name, lo, hi in zip(self.objectives, self.ideal, self.nadir):
             span = hi - lo
             if span == 0:  # a degenerate axis: keep the direction, unit scale
@@ -55,12 +60,14 @@ class HVFrame:
             cols.append((table[OBJECTIVES[name][0]].to_numpy(float) - lo) / span)
         return np.column_stack(cols) if cols else np.zeros((len(table), 0))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON friendly) that `from_dict` reads back."""
         return {"objectives": list(self.objectives), "ideal": list(self.ideal),
                 "nadir": list(self.nadir), "source": self.source}
 
     @classmethod
-    def from_dict(cls, d: dict) -> HVFrame:
+    def from_dict(cls, d: dict[str, Any]) -> HVFrame:
+        """The frame `to_dict` wrote (summary.json, state settings)."""
         return cls(tuple(d["objectives"]), tuple(float(v) for v in d["ideal"]),
                    tuple(float(v) for v in d["nadir"]), str(d.get("source", "")))
 
@@ -90,7 +97,8 @@ class Constraints:
     min_acc: float | None = None  # top-1 fraction
     max_latency: float | None = None  # milliseconds
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float | None]:
+        """The bounds as a plain dict, for summary.json."""
         return {"max_macs": self.max_macs, "max_params": self.max_params,
                 "min_acc": self.min_acc, "max_latency": self.max_latency}
 
@@ -168,14 +176,15 @@ class SearchProblem:
 
     @property
     def needs_latency(self) -> bool:
+        """Whether an objective or a constraint is latency: rows need `latency_ms`."""
         return "latency" in self.objectives or self.constraints.max_latency is not None
 
     # ---- rows -> feasibility, objectives, constraints ---------------------------
-    def feasible(self, table: pd.DataFrame) -> np.ndarray:
+    def feasible(self, table: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Rows meeting every constraint (rows not evaluated are infeasible)."""
         c = self.constraints
         top1 = table["top1"].to_numpy(float)
-        ok = np.isfinite(top1)
+        ok: npt.NDArray[np.bool_] = np.isfinite(top1)
         if c.max_macs is not None:
             ok &= table["macs"].to_numpy(float) <= c.max_macs
         if c.max_params is not None:
@@ -186,16 +195,16 @@ class SearchProblem:
             ok &= table["latency_ms"].to_numpy(float) <= c.max_latency
         return ok
 
-    def objective_matrix(self, table: pd.DataFrame) -> np.ndarray:
+    def objective_matrix(self, table: pd.DataFrame) -> npt.NDArray[np.float64]:
         """pymoo's F: one column per objective, all minimised (top-1 negated; NaN -> 0)."""
-        cols = []
+        cols: list[npt.NDArray[np.float64]] = []
         for name in self.objectives:
             col, sign = OBJECTIVES[name]
             v = np.nan_to_num(table[col].to_numpy(float), nan=0.0 if sign > 0 else np.inf)
             cols.append(-v if sign > 0 else v)
         return np.column_stack(cols)
 
-    def normalized_objectives(self, table: pd.DataFrame) -> np.ndarray:
+    def normalized_objectives(self, table: pd.DataFrame) -> npt.NDArray[np.float64]:
         """F for the hypervolume, the reference point all ones: in `hv_frame` when set;
         else in a fixed fallback frame (1 - top1, MACs and params over the largest child's,
         latency over `latency_ref_ms`)."""
@@ -204,18 +213,18 @@ class SearchProblem:
         big_macs, big_params = self.cost(self.space.max_arch())
         scale = {"top1": 1.0, "macs": big_macs, "params": big_params,
                  "latency": self.latency_ref_ms or 1.0}
-        cols = []
+        cols: list[npt.NDArray[np.float64]] = []
         for name in self.objectives:
             col, sign = OBJECTIVES[name]
             v = table[col].to_numpy(float)
             cols.append(1.0 - v if sign > 0 else v / scale[name])
         return np.column_stack(cols)
 
-    def constraint_matrix(self, table: pd.DataFrame) -> np.ndarray | None:
+    def constraint_matrix(self, table: pd.DataFrame) -> npt.NDArray[np.float64] | None:
         """pymoo's G (feasible when <= 0), cost first: a cost violation is 1 + its relative
         excess, so it always outweighs an accuracy or latency violation (each below 1)."""
         c = self.constraints
-        cols = []
+        cols: list[npt.NDArray[np.float64]] = []
         if c.max_macs is not None or c.max_params is not None:
             excess = np.zeros(len(table))
             if c.max_macs is not None:
@@ -234,11 +243,14 @@ class SearchProblem:
 
     @property
     def n_constraints(self) -> int:
+        """Columns of pymoo's G: one for MACs and params together, one each for top-1 and
+        latency."""
         c = self.constraints
         return (int(c.max_macs is not None or c.max_params is not None)
                 + int(c.min_acc is not None) + int(c.max_latency is not None))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as a plain dict (the space by name), for summary.json."""
         return {"space": self.space.name, "objectives": list(self.objectives),
                 "weights": list(self.weights), "constraints": self.constraints.to_dict(),
                 "targets": list(self.targets), "latency_ref_ms": self.latency_ref_ms,
@@ -246,7 +258,8 @@ class SearchProblem:
 
 
 # ---- the hypervolume frame of a run ------------------------------------------------------
-def with_latency_ref(problem: SearchProblem, evaluator, saved: dict) -> SearchProblem:
+def with_latency_ref(problem: SearchProblem, evaluator: Evaluator,
+                     saved: dict[str, Any]) -> SearchProblem:
     """The problem with the largest child's latency as the hypervolume's latency scale
     (measured once and saved in the run's settings `saved`, so a resumed run keeps the
     same frame)."""
@@ -254,14 +267,14 @@ def with_latency_ref(problem: SearchProblem, evaluator, saved: dict) -> SearchPr
     if ref is None and problem.latency_fn is not None:
         ref = problem.latency_fn(problem.space.max_arch())
     if ref is None:
-        if not hasattr(evaluator, "latency_ms"):
+        if not hasattr(evaluator, "latency_ms"):  # SupernetEvaluator's
             raise ValueError("objectives: latency needs an evaluator that measures it")
         ref = evaluator.latency_ms(problem.space.max_arch())
     return replace(problem, latency_ref_ms=float(ref))
 
 
-def with_hv_frame(problem: SearchProblem, evaluator,
-                  saved: dict) -> tuple[SearchProblem, pd.DataFrame | None]:
+def with_hv_frame(problem: SearchProblem, evaluator: Evaluator,
+                  saved: dict[str, Any]) -> tuple[SearchProblem, pd.DataFrame | None]:
     """The problem with its hypervolume frame, and the evaluator's rows it was built from:
     the saved frame on resume (no rows), else ideal and nadir of the smallest and largest
     child under this evaluator, so every run on the same evaluator shares one frame. The
@@ -275,8 +288,13 @@ def with_hv_frame(problem: SearchProblem, evaluator,
     cost = [problem.cost(a) for a in archs]
     rows["macs"], rows["params"] = [c[0] for c in cost], [c[1] for c in cost]
     if "latency" in problem.objectives and "latency_ms" not in rows:
-        rows["latency_ms"] = [problem.latency_fn(a) if problem.latency_fn is not None
-                              else evaluator.latency_ms(a) for a in archs]
+        if problem.latency_fn is not None:
+            latency = problem.latency_fn
+        elif hasattr(evaluator, "latency_ms"):
+            latency = evaluator.latency_ms
+        else:  # `with_latency_ref` says so first
+            raise ValueError("objectives: latency needs an evaluator that measures it")
+        rows["latency_ms"] = [latency(a) for a in archs]
     frame = HVFrame.from_rows(problem.objectives, rows,
                               f"smallest and largest child under {evaluator.name}")
     return replace(problem, hv_frame=frame), answers

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from supernet.spaces.space import load_space
+from supernet.spaces.space import Arch, SearchSpace, load_space
 from supernet.training.distributed import setup, teardown
 
 from .evaluator import DistributedEvaluator, Evaluator, SupernetEvaluator
@@ -71,21 +73,24 @@ class SearchConfig:
         self.objectives, self.weights = tuple(self.objectives), tuple(self.weights)
         self.targets = tuple(self.targets)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict, as state.json saves them."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> SearchConfig:
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        """The config of saved settings `d`; keys it does not know (older runs') are dropped."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-    def problem(self, space) -> SearchProblem:
+    def problem(self, space: SearchSpace) -> SearchProblem:
+        """The search problem these settings pose on `space`."""
         return SearchProblem(space, self.objectives, self.weights,
                              Constraints(self.max_macs, self.max_params, self.min_acc,
                                          self.max_latency), self.targets,
                              latency_fn=table_latency(space, self.latency_table))
 
-    def strategy_options(self):
+    def strategy_options(self) -> Any:
         """The strategy's options dataclass with the strategy settings this config gives;
         ValueError for a setting the strategy does not have or does not allow."""
         given = {k: getattr(self, k) for k in STRATEGY_SETTINGS if getattr(self, k) is not None}
@@ -95,7 +100,7 @@ class SearchConfig:
 STRATEGY_SETTINGS = ("pop_size", "mutation_ratio", "predictor")  # SearchConfig's, passed on
 
 
-def table_latency(space, path: str | None):
+def table_latency(space: SearchSpace, path: str | None) -> Callable[[Arch], float] | None:
     """`LatencyTable.predict` of the table at `path` (None without one); ValueError if the
     table is for another space or lacks layers of it, so the search never stops midway."""
     if path is None:
@@ -113,7 +118,7 @@ def table_latency(space, path: str | None):
 RUN_ONLY = ("out", "threads", "workers")  # settings that do not change what a search computes
 
 
-def _same_search(saved: dict, cfg: SearchConfig) -> bool:
+def _same_search(saved: dict[str, Any], cfg: SearchConfig) -> bool:
     """Whether saved settings describe the search `cfg` (RUN_ONLY aside)."""
     now = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as saved
     return all(saved.get(k) == v for k, v in now.items() if k not in RUN_ONLY)
@@ -204,7 +209,7 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
         saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() \
             else None
         settings = {**cfg.to_dict(), "latency_ref_ms": problem.latency_ref_ms,
-                    "hv_frame": problem.hv_frame.to_dict()}
+                    "hv_frame": None if problem.hv_frame is None else problem.hv_frame.to_dict()}
         session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
                           seed=cfg.seed, out=out, settings=settings, saved=saved,
                           elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,14 +24,14 @@ import pandas as pd
 from supernet.spaces.space import Arch
 
 from .evaluator import EVAL_COLUMNS, Evaluator, check_output
-from .pareto import table_hypervolume
+from .pareto import rank_table, table_hypervolume
 from .problem import SearchProblem
 from .results import (
     RESULTS,
     STATE,
     TIMING_COLUMNS,
     arch_fields,
-    rank_table,
+    records,
     write_csv,
     write_json,
 )
@@ -54,7 +55,7 @@ class Session:
 
     def __init__(self, problem: SearchProblem, evaluator: Evaluator, *, strategy: str,
                  budget: int, seed: int, out: str | Path | None = None,
-                 settings: dict | None = None, saved: pd.DataFrame | None = None,
+                 settings: dict[str, Any] | None = None, saved: pd.DataFrame | None = None,
                  elapsed_s: float = 0.0, quiet: bool = True, main: bool = True,
                  known: pd.DataFrame | None = None):
         if budget < 1:
@@ -68,10 +69,10 @@ class Session:
         self.step = 0
         self.step_label = "step"
         self.phase = strategy
-        self.history: list[dict] = []
-        self.extra_summary: dict = {}  # strategy-specific entries for summary.json
-        self._rows: list[dict] = []
-        self._by_arch: dict[Arch, dict] = {}
+        self.history: list[dict[str, Any]] = []
+        self.extra_summary: dict[str, Any] = {}  # strategy-specific entries for summary.json
+        self._rows: list[dict[str, Any]] = []
+        self._by_arch: dict[Arch, dict[str, Any]] = {}
         self._rejected: set[Arch] = set()
         self._saved = _saved_metrics(saved, evaluator.name)
         # rows the evaluator already gave before the run (the hypervolume frame's children):
@@ -100,13 +101,14 @@ class Session:
 
     @property
     def done(self) -> bool:
+        """Whether the budget is spent: the strategy stops."""
         return self.remaining <= 0
 
     def seen(self, arch: Arch) -> bool:
         """Whether this run already evaluated or cost-rejected `arch`."""
         return arch in self._by_arch or arch in self._rejected
 
-    def lookup(self, arch: Arch) -> dict | None:
+    def lookup(self, arch: Arch) -> dict[str, Any] | None:
         """The row of `arch` if this run evaluated it."""
         return self._by_arch.get(arch)
 
@@ -143,11 +145,11 @@ class Session:
         for i in range(0, len(new), self.chunk):
             part = new[i:i + self.chunk]
             fresh = [a for a in part if str(a) not in self._saved and str(a) not in self._known]
-            metrics = {}
+            metrics: dict[Arch, dict[str, Any]] = {}
             if fresh:
                 table = self.evaluator.evaluate(fresh)
                 check_output(self.evaluator, fresh, table)
-                metrics = dict(zip(fresh, table.to_dict("records")))
+                metrics = dict(zip(fresh, records(table)))
             for a in part:  # rows in request order, whatever their source
                 if a in metrics:
                     m = metrics[a]
@@ -190,13 +192,15 @@ class Session:
 
     @property
     def elapsed_s(self) -> float:
+        """Wall time of the run in seconds, the interrupted runs' before a resume included."""
         return self._elapsed0 + time.perf_counter() - self._t0
 
-    def summary_counts(self) -> dict:
+    def summary_counts(self) -> dict[str, int]:
+        """The counts as a dict, for summary.json and state.json."""
         return asdict(self.counts)
 
     # ---- internals -----------------------------------------------------------------
-    def _base(self, arch: Arch) -> dict:
+    def _base(self, arch: Arch) -> dict[str, Any]:
         m, p = self.problem.cost(arch)
         row = {"strategy": self.strategy, "seed": self.seed, "step": self.step,
                "phase": self.phase, "arch": str(arch),
@@ -210,7 +214,7 @@ class Session:
             self._rejected.add(arch)
             self.counts.rejected_by_cost += 1
 
-    def _add_row(self, arch: Arch, metrics: dict) -> None:
+    def _add_row(self, arch: Arch, metrics: dict[str, Any]) -> None:
         row = self._base(arch)
         row.update({k: v for k, v in metrics.items() if k != "arch"})
         row["feasible"] = bool(self.problem.feasible(pd.DataFrame([row]))[0])
@@ -218,7 +222,7 @@ class Session:
         self._by_arch[arch] = row
         self.counts.evaluated += 1
 
-    def _rejected_row(self, arch: Arch) -> dict:
+    def _rejected_row(self, arch: Arch) -> dict[str, Any]:
         row = self._base(arch)
         row.update({"top1": float("nan"), "loss": float("nan"), "evaluator": "",
                     "eval_time_s": 0.0, "feasible": False})
@@ -240,7 +244,8 @@ class Session:
                     "history": self.history}, self.out / STATE)
 
 
-def _saved_metrics(saved: pd.DataFrame | None, evaluator_name: str) -> dict[str, dict]:
+def _saved_metrics(saved: pd.DataFrame | None,
+                   evaluator_name: str) -> dict[str, dict[str, Any]]:
     """arch string -> evaluator columns of an interrupted run's rows (its answers)."""
     if saved is None or len(saved) == 0:
         return {}
@@ -249,4 +254,4 @@ def _saved_metrics(saved: pd.DataFrame | None, evaluator_name: str) -> dict[str,
         raise ValueError(f"resume: the saved results come from evaluator(s) {sorted(names)}, "
                          f"not {evaluator_name!r}; resume with the same supernet and data")
     keep = [c for c in saved.columns if c in EVAL_COLUMNS or c in TIMING_COLUMNS]
-    return {r["arch"]: r for r in saved[keep].to_dict("records")}
+    return {r["arch"]: r for r in records(saved[keep])}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from supernet.spaces.space import Arch, SearchSpace
@@ -21,7 +23,14 @@ PREFIX = "predictor:"
 COLUMNS = ["arch", "top1", "loss", "evaluator", "eval_time_s"]
 
 
-def predictor_label(predictor) -> str:
+class Predictor(Protocol):
+    """A fitted scikit-learn regressor, or pipeline, on integer encodings of children."""
+
+    def predict(self, X: npt.NDArray[np.int64], /) -> npt.ArrayLike:
+        """Predicted top-1 of each row of encodings `X`."""
+
+
+def predictor_label(predictor: Predictor) -> str:
     """Short name of a predictor (of the last step of a pipeline), e.g. 'mlp'."""
     est = predictor.steps[-1][1] if hasattr(predictor, "steps") else predictor
     return type(est).__name__.lower().removesuffix("predictor") or type(est).__name__.lower()
@@ -31,7 +40,7 @@ class PredictorEvaluator:
     """Predicted top-1 of children from a fitted predictor on integer encodings (or a
     pipeline that starts with an ArchEncoder); `loss` is NaN since nothing is measured."""
 
-    def __init__(self, predictor, space: SearchSpace, name: str | None = None):
+    def __init__(self, predictor: Predictor, space: SearchSpace, name: str | None = None):
         self.predictor = predictor
         self.space = space
         name = name or predictor_label(predictor)
@@ -45,7 +54,8 @@ class PredictorEvaluator:
             return pd.DataFrame({c: pd.Series(dtype=object if c in ("arch", "evaluator")
                                               else float) for c in COLUMNS})
         start = time.perf_counter()
-        top1 = np.asarray(self.predictor.predict(encode_archs(self.space, archs)), dtype=float)
+        top1 = np.asarray(self.predictor.predict(encode_archs(self.space, archs)),
+                          dtype=np.float64)
         per_arch = (time.perf_counter() - start) / len(archs)
         return pd.DataFrame({
             "arch": [str(a) for a in archs],

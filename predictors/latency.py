@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ class MissingEntryError(LookupError):
 
 
 # ---- layers of a child -------------------------------------------------------------------
-def _key(kind: str, **fields) -> str:
+def _key(kind: str, **fields: object) -> str:
     return kind + ":" + ",".join(
         f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in fields.items())
 
@@ -152,7 +153,7 @@ def measure_ms(module: nn.Module, x: torch.Tensor, warmup: int = 10, repeats: in
 def _modules(child: nn.Sequential) -> list[nn.Module]:
     """An exported child's layers in `layer_keys` order: stem, each block, head."""
     stem, blocks, head = child
-    return [stem, *blocks, head]
+    return [stem, *cast(nn.Sequential, blocks), head]
 
 
 # ---- the table ---------------------------------------------------------------------------
@@ -162,7 +163,8 @@ def space_hash(space: SearchSpace) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _meta(space: SearchSpace, device: str, batch_size: int, threads: int | None) -> dict:
+def _meta(space: SearchSpace, device: str, batch_size: int,
+          threads: int | None) -> dict[Hashable, object]:
     return {"space": space.name, "space_hash": space_hash(space), "device": device,
             "batch_size": batch_size, "threads": threads or torch.get_num_threads(),
             "torch": torch.__version__}
@@ -192,7 +194,7 @@ def build_latency_table(
         net = ElasticSupernet(space).eval().to(device)
         sync = device_sync(device)
         rows = [] if existing is None else existing.to_dict("records")
-        items = todo.items()
+        items: Iterable[tuple[Arch, list[int]]] = todo.items()
         if progress:
             from tqdm import tqdm
 
@@ -221,9 +223,9 @@ def build_latency_table(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _check_meta(frame: pd.DataFrame, want: dict, where: str) -> None:
+def _check_meta(frame: pd.DataFrame, want: Mapping[Hashable, object], where: str) -> None:
     for col, value in want.items():
-        got = frame[col].unique() if col in frame else []
+        got: list[object] = list(frame[col].unique()) if col in frame else []
         if len(got) != 1 or str(got[0]) != str(value):
             raise ValueError(f"{where}: {col} is {list(got)}, expected {value!r}; a latency "
                              "table holds one space, device, batch size and thread count")
@@ -251,10 +253,10 @@ class LatencyTable:
     the per-network constant."""
 
     def __init__(self, space: SearchSpace, frame: pd.DataFrame):
-        want = {"space": space.name, "space_hash": space_hash(space)}
+        want: dict[Hashable, object] = {"space": space.name, "space_hash": space_hash(space)}
         _check_meta(frame, want, "latency table")
         self.space, self.frame = space, frame
-        self.ms = dict(zip(frame["key"], frame["ms"].astype(float)))
+        self.ms: dict[str, float] = dict(zip(frame["key"], frame["ms"].astype(float)))
         self.overhead_ms = self.ms.pop(NETWORK, 0.0)
 
     @classmethod

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold
+
+from .features import Archs
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class RankMetrics:
     rmse: float
 
 
-def rank_metrics(y_true, y_pred) -> RankMetrics:
+def rank_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> RankMetrics:
     """Kendall tau-b and Spearman rho (scipy.stats) and RMSE of `y_pred` against `y_true`.
 
     A constant `y_pred` ranks nothing: its correlations are NaN, not a number that looks fair.
@@ -36,11 +39,12 @@ def rank_metrics(y_true, y_pred) -> RankMetrics:
                        float(stats.spearmanr(t, p).statistic), rmse)
 
 
-def cross_val_rank_metrics(predictor, X, y, folds: int = 5, seed: int = 0) -> RankMetrics:
+def cross_val_rank_metrics(predictor: BaseEstimator, X: Archs, y: npt.ArrayLike, folds: int = 5,
+                           seed: int = 0) -> RankMetrics:
     """Mean over `folds` shuffled folds of the metrics on each held-out fold; the predictor
     is cloned and fit on the other folds, so no figure comes from data it was fit on."""
     y = np.asarray(y, dtype=np.float64)
-    per_fold = []
+    per_fold: list[RankMetrics] = []
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(y))):
         model = clone(predictor).fit(_take(X, train), y[train])
         per_fold.append(rank_metrics(y[test], model.predict(_take(X, test))))
@@ -48,6 +52,6 @@ def cross_val_rank_metrics(predictor, X, y, folds: int = 5, seed: int = 0) -> Ra
                          for f in ("kendall_tau", "spearman_rho", "rmse")))
 
 
-def _take(X, idx: np.ndarray):
+def _take(X: Archs, idx: npt.NDArray[np.intp]) -> Archs:
     """Rows `idx` of an array or of a list (e.g. of Arch, for a pipeline with ArchEncoder)."""
     return X[idx] if isinstance(X, np.ndarray) else [X[i] for i in idx]

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import VotingRegressor
@@ -31,45 +32,46 @@ from supernet.spaces.space import SearchSpace
 from .features import ArchEncoder
 
 
-def _one_blas_thread():
+def _one_blas_thread() -> threadpool_limits:
     # Matrices of a few hundred children are too small for threaded BLAS to pay off, and
     # on a busy machine its spinning threads made the MLP fit 6x slower (measured).
     return threadpool_limits(limits=1, user_api="blas")
 
 
-class _Predictor(RegressorMixin, BaseEstimator):
+# sklearn ships no type information: its base classes are Any
+class _Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Shared fit/predict: validate, standardise X and y, delegate to `_model(X)`."""
 
     def _model(self, X: np.ndarray) -> BaseEstimator:
         """The unfitted inner model, sized for training data X (the model sees X standardised)."""
         raise NotImplementedError
 
-    def fit(self, X, y) -> _Predictor:
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> _Predictor:
         """Fit on features X (n, d) and targets y (n,); returns self."""
-        X, y = check_X_y(X, y, y_numeric=True)
-        if len(y) < 2:
-            raise ValueError(f"fit: n_samples = {len(y)}; a predictor needs at least 2 children")
-        self.n_features_in_ = X.shape[1]
+        xs, ys = check_X_y(X, y, y_numeric=True)
+        if len(ys) < 2:
+            raise ValueError(f"fit: n_samples = {len(ys)}; a predictor needs at least 2 children")
+        self.n_features_in_ = xs.shape[1]
         with warnings.catch_warnings(), _one_blas_thread():
             # the MLP's iteration cap is deliberate early stopping, and a GP length scale at
             # its bound just marks an irrelevant feature: neither is worth a warning per fit
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model_ = self._fit_model(X, y)
+            self.model_ = self._fit_model(xs, ys)
         return self
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray) -> BaseEstimator:
         inner = make_pipeline(StandardScaler(), self._model(X))
         return TransformedTargetRegressor(inner, transformer=StandardScaler()).fit(X, y)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Predicted targets (n,) of features X."""
         check_is_fitted(self, "model_")
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+        xs = check_array(X)
+        if xs.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {xs.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
         with _one_blas_thread():
-            return np.asarray(self.model_.predict(X), dtype=np.float64).ravel()
+            return np.asarray(self.model_.predict(xs), dtype=np.float64).ravel()
 
 
 class MLPPredictor(_Predictor):
@@ -83,7 +85,7 @@ class MLPPredictor(_Predictor):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y) -> MLPPredictor:
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> MLPPredictor:
         """Fit on features X (n, d) and targets y (n,); returns self."""
         super().fit(X, y)
         self.n_iter_ = self.model_.regressor_[-1].n_iter_  # L-BFGS iterations run

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+_T = TypeVar("_T")
 
 
 class UsageError(Exception):
@@ -17,13 +20,14 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError (argparse would print the usage block
     and exit itself); `run` reports it."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
+        """Raise `message` as a UsageError instead of printing usage and exiting."""
         raise UsageError(message)
 
 
-def arg(convert: Callable, what: str) -> Callable:
+def arg(convert: Callable[[str, str], _T], what: str) -> Callable[[str], _T]:
     """An argparse type calling `convert(text, what)`, whose ValueError message is kept."""
-    def parse(text: str):
+    def parse(text: str) -> _T:
         try:
             return convert(text, what)
         except ValueError as e:
@@ -31,7 +35,7 @@ def arg(convert: Callable, what: str) -> Callable:
     return parse
 
 
-def whole(minimum: int) -> Callable:
+def whole(minimum: int) -> Callable[[str, str], int]:
     """A converter of whole numbers of at least `minimum`."""
     def parse(text: str, what: str) -> int:
         try:

@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 
-def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], None],
+                 binary: bool = False) -> None:
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`: a
     killed process leaves the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
@@ -39,7 +40,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def load_format(path: str | Path, what: str, fmt: str, kind: str, hint: str = "") -> dict:
+def load_format(path: str | Path, what: str, fmt: str, kind: str,
+                hint: str = "") -> dict[str, Any]:
     """The dict saved at `path` (torch.load with weights_only=True) whose "format" is
     `fmt`; one-line ValueError naming `what` (e.g. "checkpoint") and `kind` otherwise."""
     path = Path(path)
@@ -70,7 +72,7 @@ def parse_device(text: str) -> torch.device:
 
 
 @contextmanager
-def torch_threads(n: int | None):
+def torch_threads(n: int | None) -> Iterator[None]:
     """Run the body with `n` torch intra-op threads (None or 0: torch's setting), then
     restore the previous count."""
     old = torch.get_num_threads()
@@ -95,7 +97,7 @@ def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
     for _ in range(warmup):
         call()
     sync()
-    times = []
+    times: list[float] = []
     for _ in range(repeats):
         start = timer()
         call()
@@ -128,7 +130,8 @@ def measure_latency(model: torch.nn.Module, resolution: int, device: torch.devic
                     memory_format: torch.memory_format = torch.contiguous_format,
                     warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds of one batch-1 forward of `model` on `device`, after warm-up."""
-    model = model.eval().to(device, memory_format=memory_format)
+    # torch's Module.to takes memory_format; its type hints leave it out
+    model = model.eval().to(device, memory_format=memory_format)  # type: ignore[call-overload]
     x = torch.randn(1, 3, resolution, resolution, device=device).to(memory_format=memory_format)
     return median_ms(lambda: model(x), warmup, repeats, device_sync(device))
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.termination import NoTermination
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+from sklearn.base import BaseEstimator
 
 from predictors.metrics import cross_val_rank_metrics
 from predictors.models import PREDICTORS, make_predictor
@@ -50,7 +53,7 @@ class Options:
                              f"{sorted(PREDICTORS)}")
 
 
-def predicted_table(session: Session, model, archs: list[Arch]) -> pd.DataFrame:
+def predicted_table(session: Session, model: BaseEstimator, archs: list[Arch]) -> pd.DataFrame:
     """Rows like the session's (macs, params, top1) with top-1 predicted; NaN over cost."""
     problem = session.problem
     cost = np.array([problem.cost(a) for a in archs], dtype=float).reshape(-1, 2)
@@ -70,7 +73,8 @@ def initial_sample(session: Session, n: int, rng: np.random.Generator) -> list[A
     return picked + sample_new(session, n - len(picked), rng, taken=picked)
 
 
-def fit_surrogate(session: Session, name: str, folds: int) -> tuple[object, dict]:
+def fit_surrogate(session: Session, name: str,
+                  folds: int) -> tuple[BaseEstimator, dict[str, Any]]:
     """The surrogate fit on every real evaluation, and its cross-validated Kendall tau."""
     table = session.table()
     table = table[np.isfinite(table["top1"].to_numpy(float))]
@@ -86,7 +90,8 @@ def fit_surrogate(session: Session, name: str, folds: int) -> tuple[object, dict
     return model, {"n_train": len(y), "kendall_tau": tau if np.isfinite(tau) else None}
 
 
-def start_population(session: Session, pop_size: int, rng: np.random.Generator) -> np.ndarray:
+def start_population(session: Session, pop_size: int,
+                     rng: np.random.Generator) -> npt.NDArray[np.int64]:
     """Encodings to seed the surrogate NSGA-II: the best real children by non-dominated
     rank (so it starts from the known front), topped up with uniform feasible ones."""
     problem, space = session.problem, session.problem.space
@@ -102,8 +107,8 @@ def start_population(session: Session, pop_size: int, rng: np.random.Generator) 
     return np.array([space.encode(a) for a in archs + rest], dtype=np.int64)
 
 
-def surrogate_front(session: Session, model, rng: np.random.Generator, opts: Options,
-                    seed: int) -> list[Arch]:
+def surrogate_front(session: Session, model: BaseEstimator, rng: np.random.Generator,
+                    opts: Options, seed: int) -> list[Arch]:
     """Every distinct child of the surrogate NSGA-II's populations (final and earlier)."""
     space = session.problem.space
     X0 = start_population(session, opts.pop_size, rng)
@@ -121,7 +126,8 @@ def surrogate_front(session: Session, model, rng: np.random.Generator, opts: Opt
     return list(found)
 
 
-def pick_spread(session: Session, model, candidates: list[Arch], k: int) -> list[Arch]:
+def pick_spread(session: Session, model: BaseEstimator, candidates: list[Arch],
+                k: int) -> list[Arch]:
     """`k` new cost-feasible candidates: those predicted to meet every constraint first;
     in each group the lowest predicted non-dominated rank first, and within a rank the
     largest (weighted) crowding distance, so the batch spans the front."""
@@ -139,7 +145,7 @@ def pick_spread(session: Session, model, candidates: list[Arch], k: int) -> list
     return [new[i] for i in order[:k]]
 
 
-def spread_order(F: np.ndarray, weights: Sequence[float]) -> list[int]:
+def spread_order(F: npt.NDArray[np.float64], weights: Sequence[float]) -> list[int]:
     """Row indices of F by non-dominated rank, then by decreasing weighted crowding."""
     if len(F) == 0:
         return []
@@ -160,7 +166,7 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
                          "unmeasured)")
     rng = np.random.default_rng(session.seed)
     n_init = min(session.remaining, o.initial or max(10, session.budget // 5))
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     session.extra_summary["surrogate"] = records
     session.step_label, session.phase = "iter", "init"
     first = initial_sample(session, n_init, rng)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pymoo.config import Config
 from pymoo.core.problem import Problem
@@ -83,7 +84,8 @@ def ranked(session: Session, max_macs: float | None = None) -> list[Arch]:
     return [session.problem.space.parse(s) for s in rows["arch"]] if len(rows) else []
 
 
-class ArchProblem(Problem):
+# pymoo ships no type information: its classes are Any
+class ArchProblem(Problem):  # type: ignore[misc]
     """The search as a pymoo Problem over integer encodings: `score(archs)` gives rows
     (session.evaluate for real evaluations, a surrogate's predictions otherwise) and the
     Problem fills F and G for the whole population from them."""
@@ -97,7 +99,8 @@ class ArchProblem(Problem):
         self.session = session
         self.score = score or session.evaluate
 
-    def _evaluate(self, X, out, *args, **kwargs):
+    def _evaluate(self, X: npt.NDArray[Any], out: dict[str, Any], *args: Any,
+                  **kwargs: Any) -> None:
         space = self.session.problem.space
         table = self.score([space.decode(x) for x in np.asarray(X).astype(int)])
         out["F"] = self.session.problem.objective_matrix(table)

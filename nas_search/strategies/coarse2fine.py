@@ -11,6 +11,7 @@ is spent.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,8 @@ def neighbours(space: SearchSpace, arch: Arch) -> list[Arch]:
     return out
 
 
-def _climb(session: Session, rng: np.random.Generator, current: Arch, score, target,
+def _climb(session: Session, rng: np.random.Generator, current: Arch,
+           score: Callable[[Arch], tuple[float, float]], target: float | None,
            stop: int, batch: int) -> None:
     """From `current`, evaluate shuffled unseen neighbours under `target` a batch at a time
     and move to the best of a batch as soon as it beats the current child by `score`."""
@@ -109,7 +111,7 @@ def _climb(session: Session, rng: np.random.Generator, current: Arch, score, tar
             return  # a local optimum
 
 
-def _perturb(session: Session, rng: np.random.Generator, target) -> Arch | None:
+def _perturb(session: Session, rng: np.random.Generator, target: float | None) -> Arch | None:
     """The best child under `target` with three random genes redrawn, if it fits."""
     space = session.problem.space
     best = ranked(session, target)
@@ -163,7 +165,7 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
                          f"kernel; space {problem.space.name!r} is {problem.space.family} "
                          "(use nsga2, random or assisted)")
     targets: list[float | None] = list(problem.targets) or [None]
-    loosest = None if None in targets else max(targets)
+    loosest = max(problem.targets) if problem.targets else None
     grid = [a for a in coarse_grid(problem.space, o.resolutions, o.depths, o.widths, o.kernels)
             if session.screen(a, loosest)]
     cap = max(1, int(o.coarse_share * session.budget))

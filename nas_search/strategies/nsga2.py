@@ -21,9 +21,12 @@ Selection is NSGA2's binary tournament (feasibility, then domination, then crowd
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
 from pymoo.core.duplicate import DefaultDuplicateElimination
@@ -58,7 +61,9 @@ class Options:
     max_rounds: int = 50  # refill rounds in a row that propose nothing new: Q stays short
 
 
-def weighted_crowding_distance(F: np.ndarray, weights) -> np.ndarray:
+def weighted_crowding_distance(F: npt.ArrayLike,
+                               weights: Sequence[float] | npt.NDArray[np.float64]
+                               ) -> npt.NDArray[np.float64]:
     """NSGA-II crowding distance with each objective's term scaled by its weight
     (SCARLET-NAS); the extremes of every objective with a spread get infinity."""
     F = np.asarray(F, float)
@@ -79,18 +84,20 @@ def weighted_crowding_distance(F: np.ndarray, weights) -> np.ndarray:
     return d
 
 
-class WeightedCrowding(CrowdingDiversity):
+# pymoo ships no type information: its classes are Any
+class WeightedCrowding(CrowdingDiversity):  # type: ignore[misc]
     """pymoo crowding function computing `weighted_crowding_distance`."""
 
-    def __init__(self, weights):
+    def __init__(self, weights: Sequence[float]):
         super().__init__()
         self.weights = np.asarray(weights, float)
 
-    def _do(self, F, n_remove=None):
+    def _do(self, F: npt.NDArray[np.float64], n_remove: int | None = None
+            ) -> npt.NDArray[np.float64]:
         return weighted_crowding_distance(F, self.weights)
 
 
-class NoRepeats(DefaultDuplicateElimination):
+class NoRepeats(DefaultDuplicateElimination):  # type: ignore[misc]  # pymoo's: Any
     """pymoo's duplicate elimination, plus any child this run already evaluated or
     rejected: every offspring is new, so no generation spends its slots on known children."""
 
@@ -98,7 +105,8 @@ class NoRepeats(DefaultDuplicateElimination):
         super().__init__()
         self.session = session
 
-    def _do(self, pop, other, is_duplicate):
+    def _do(self, pop: Population, other: Population | None,
+            is_duplicate: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         is_duplicate = super()._do(pop, other, is_duplicate)
         if other is None:  # the pass of a population against itself
             space = self.session.problem.space
@@ -107,7 +115,8 @@ class NoRepeats(DefaultDuplicateElimination):
         return is_duplicate
 
 
-def scarlet_operators(session: Session, opts: Options, eliminate_duplicates=None) -> dict:
+def scarlet_operators(session: Session, opts: Options,
+                      eliminate_duplicates: Any = None) -> dict[str, Any]:
     """NSGA2's keyword arguments for Algorithm 1's offspring (SCARLET's operators, see
     operators.UnionMating) and weighted crowding; `eliminate_duplicates` defaults to pymoo's."""
     space = session.problem.space
@@ -122,18 +131,18 @@ def scarlet_operators(session: Session, opts: Options, eliminate_duplicates=None
                 crowding_func=WeightedCrowding(session.problem.weights))}
 
 
-class ScarletNSGA2(NSGA2):
+class ScarletNSGA2(NSGA2):  # type: ignore[misc]  # pymoo's classes are Any
     """NSGA2 whose initial and offspring populations follow Algorithm 1 (module docstring)."""
 
-    def __init__(self, session: Session, opts: Options, **kwargs):
+    def __init__(self, session: Session, opts: Options, **kwargs: Any):
         repeats = NoRepeats(session)
         super().__init__(pop_size=opts.pop_size, eliminate_duplicates=repeats,
                          **scarlet_operators(session, opts, repeats), **kwargs)
         self.session, self.opts = session, opts
         self.rng = np.random.default_rng(session.seed)
-        self.kept: Counter = Counter()  # children kept (meeting every constraint) by origin
+        self.kept: Counter[str] = Counter()  # children kept (meeting every constraint) by origin
 
-    def _fill(self, n: int, propose) -> Population:
+    def _fill(self, n: int, propose: Callable[[int], Population]) -> Population:
         """Algorithm 1's refill: proposals (`propose(k)` -> Population) until `n` children
         meet every constraint, the budget is spent, or `max_rounds` rounds bring nothing."""
         session, space = self.session, self.session.problem.space
@@ -176,7 +185,7 @@ class ScarletNSGA2(NSGA2):
                                   "--max-latency; loosen them")
         return pop
 
-    def _initialize_advance(self, infills=None, **kwargs) -> None:
+    def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
         # P1: the best n of R0 = P0 ∪ Q0. pymoo's NSGA2 keeps all 2n here, and would mate
         # the first offspring from R0 instead of from P1.
         self.pop = self.survival.do(self.problem, infills, n_survive=self.pop_size,

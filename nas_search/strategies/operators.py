@@ -39,14 +39,18 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pymoo.core.crossover import Crossover
 from pymoo.core.mating import Mating
 from pymoo.core.mutation import Mutation
 from pymoo.core.population import Population
+
+from supernet.spaces.space import Arch, SearchSpace
 
 KINDS = ("random", "reinforced", "prior")
 
@@ -70,7 +74,7 @@ class GeneLayout:
 _CELL = re.compile(r"^(\w+ \d+)\b")
 
 
-def gene_layout(space) -> GeneLayout:
+def gene_layout(space: SearchSpace) -> GeneLayout:
     """The layout of `space`: its own `gene_levels()` (a list of (name, gene indices): the
     global choices, then each stage, or each run of layers, of `SearchSpace`) when it
     defines one; otherwise from the gene names of `space.choices()`, where a name that
@@ -105,16 +109,18 @@ class MutationProbs:
                                  "non-negative and sum to 1 (p_rm+p_re+p_pr, p_M+p_K-M)")
 
     @property
-    def kinds(self) -> np.ndarray:
+    def kinds(self) -> npt.NDArray[np.float64]:
+        """The first wheel: probabilities of random, reinforced and prior mutation."""
         return np.array([self.p_rm, self.p_re, self.p_pr])
 
 
-class HierarchicalMutation(Mutation):
+# pymoo ships no type information: its classes are Any
+class HierarchicalMutation(Mutation):  # type: ignore[misc]
     """SCARLET-NAS's hierarchical mutation (see the module docstring). `cost(x)` is the
     prior (lower is favoured); every child handed to it is mutated (`prob` 1: the mutation
     ratio sizes `UnionMating`'s sets instead). `kinds_used` counts draws."""
 
-    def __init__(self, layout: GeneLayout, cost: Callable[[np.ndarray], float],
+    def __init__(self, layout: GeneLayout, cost: Callable[[npt.NDArray[np.int64]], float],
                  probs: MutationProbs = MutationProbs(), prob: float = 1.0):
         super().__init__(prob=prob)
         self.layout, self.cost, self.probs = layout, cost, probs
@@ -124,22 +130,26 @@ class HierarchicalMutation(Mutation):
         self.cells = [c for c in self.cells if c]
         if not self.cells:
             raise ValueError("mutation: no gene of the space has a choice")
-        self.kinds_used: Counter = Counter()
+        self.kinds_used: Counter[str] = Counter()
 
-    def _do(self, problem, X, *args, random_state=None, algorithm=None, **kwargs):
+    def _do(self, problem: Any, X: npt.NDArray[Any], *args: Any,
+            random_state: np.random.Generator, algorithm: Any = None,
+            **kwargs: Any) -> npt.NDArray[np.int64]:
         elite = front_encodings(algorithm)
         X = np.asarray(X).astype(np.int64).copy()
         for i in range(len(X)):
             X[i], _ = self.mutate_one(X[i], random_state, elite)
         return X
 
-    def mutate_one(self, x: np.ndarray, rng: np.random.Generator,
-                   elite: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    def mutate_one(self, x: npt.NDArray[np.int64], rng: np.random.Generator,
+                   elite: npt.NDArray[np.int64] | None = None
+                   ) -> tuple[npt.NDArray[np.int64], str]:
         """`x` with one gene changed, and the kind of mutation drawn."""
         cell = self.cells[rng.integers(len(self.cells))]
         gene = cell[rng.integers(len(cell))]
         kind = KINDS[rng.choice(3, p=self.probs.kinds)]
         others = [v for v in range(self.n[gene]) if v != x[gene]]
+        w: npt.NDArray[np.floating[Any]]
         if kind == "random":
             w = np.ones(len(others))
         elif kind == "reinforced":
@@ -153,7 +163,7 @@ class HierarchicalMutation(Mutation):
         self.kinds_used[kind] += 1
         return y, kind
 
-    def favoured(self, x: np.ndarray, gene: int) -> list[int]:
+    def favoured(self, x: npt.NDArray[np.int64], gene: int) -> list[int]:
         """The values of `gene` (other than x's) that make the child cheaper: the M."""
         base = self.cost(x)
         out = []
@@ -165,7 +175,8 @@ class HierarchicalMutation(Mutation):
                     out.append(v)
         return out
 
-    def _prior_weights(self, x: np.ndarray, gene: int, others: list[int]) -> np.ndarray:
+    def _prior_weights(self, x: npt.NDArray[np.int64], gene: int,
+                       others: list[int]) -> npt.NDArray[np.float64]:
         good = set(self.favoured(x, gene))
         m, rest = len(good), len(others) - len(good)
         if m == 0 or rest == 0:  # one side of the wheel is empty: the other takes it all
@@ -174,22 +185,22 @@ class HierarchicalMutation(Mutation):
                          for v in others])
 
 
-def front_encodings(algorithm) -> np.ndarray | None:
+def front_encodings(algorithm: Any) -> npt.NDArray[np.int64] | None:
     """Encodings of the first non-dominated front of a pymoo algorithm's population (all
     of it when no ranks are set yet); None without a population."""
     pop = getattr(algorithm, "pop", None)
     if pop is None or len(pop) == 0:
         return None
-    X = np.asarray(pop.get("X")).astype(np.int64)
+    X: npt.NDArray[np.int64] = np.asarray(pop.get("X")).astype(np.int64)
     rank = pop.get("rank")
     if rank is not None and not any(r is None for r in rank):
-        first = np.asarray(rank, dtype=float) == 0
+        first: npt.NDArray[np.bool_] = np.asarray(rank, dtype=float) == 0
         if first.any():
             return X[first]
     return X
 
 
-class CellCrossover(Crossover):
+class CellCrossover(Crossover):  # type: ignore[misc]  # pymoo's classes are Any
     """Two parents, two children: each cell (all its genes together) comes from one parent
     or the other with probability 1/2, as in MoreMNAS's cell-based crossover."""
 
@@ -197,7 +208,8 @@ class CellCrossover(Crossover):
         super().__init__(n_parents=2, n_offsprings=2, prob=prob)
         self.cells = [np.asarray(c) for c in layout.cells]
 
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
+    def _do(self, problem: Any, X: npt.NDArray[Any], *args: Any,
+            random_state: np.random.Generator, **kwargs: Any) -> npt.NDArray[Any]:
         _, n_matings, n_var = X.shape
         Y = np.asarray(X).copy()
         for k in range(n_matings):
@@ -207,20 +219,21 @@ class CellCrossover(Crossover):
         return Y
 
 
-class UnionMating(Mating):
+class UnionMating(Mating):  # type: ignore[misc]  # pymoo's classes are Any
     """Algorithm 1's offspring, crossover(M) ∪ hierarchical-mutation(M): a tournament picks
     M from the population it is given; each child is, with probability `mutation_ratio`, a
     mutant of one member of M, else a crossover child of two. Children carry their "origin"."""
 
-    def __init__(self, selection, crossover: Crossover, mutation: Mutation,
-                 mutation_ratio: float = 0.8, **kwargs):
+    def __init__(self, selection: Any, crossover: Crossover, mutation: Mutation,
+                 mutation_ratio: float = 0.8, **kwargs: Any):
         super().__init__(selection, crossover, mutation, **kwargs)
         if not 0 <= mutation_ratio <= 1:
             raise ValueError(f"mutation ratio: {mutation_ratio} must be a share of the "
                              "offspring, in [0, 1]")
         self.mutation_ratio = mutation_ratio
 
-    def _do(self, problem, pop, n_offsprings, random_state=None, **kwargs):
+    def _do(self, problem: Any, pop: Population, n_offsprings: int, *,
+            random_state: np.random.Generator, **kwargs: Any) -> Population:
         # rounded at random, so that the refill's requests of a few children keep the share
         n_mut = int(math.floor(self.mutation_ratio * n_offsprings + random_state.random()))
         n_cross = n_offsprings - n_mut
@@ -244,8 +257,9 @@ class UnionMating(Mating):
         return off
 
 
-def encoding_cost(space, cost_of_arch: Callable) -> Callable[[np.ndarray], float]:
+def encoding_cost(space: SearchSpace, cost_of_arch: Callable[[Arch], float]
+                  ) -> Callable[[npt.NDArray[np.int64]], float]:
     """A cost of an encoding from a cost of an Arch (e.g. MACs by the closed form)."""
-    def cost(x: Sequence[int]) -> float:
+    def cost(x: npt.NDArray[np.int64]) -> float:
         return float(cost_of_arch(space.decode(x)))
     return cost

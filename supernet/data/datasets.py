@@ -219,7 +219,7 @@ def normalize(x: torch.Tensor, data: DataSet) -> torch.Tensor:
 def _pad_crop_flip(x: torch.Tensor, data: DataSet, dy: torch.Tensor | None,
                    dx: torch.Tensor | None, flip: torch.Tensor | None) -> torch.Tensor:
     n, _, h, w = x.shape
-    if dy is not None:
+    if dy is not None and dx is not None:  # drawn together
         p = data.pad
         xp = F.pad(x, (p, p, p, p))
         rows = (dy.view(n, 1) + torch.arange(h).view(1, h))  # (n, h)
@@ -262,6 +262,7 @@ def _batch(split: Split | FolderSplit, data: DataSet, idx: torch.Tensor, seed: i
     g = None if seed is None else torch.Generator().manual_seed(seed)
     mine = idx[keep].tolist()
     if data.crop == "rrc":  # streamed photos: random-resized crop, then flip
+        assert isinstance(split, FolderSplit)  # "rrc": folders of photos only
         u = None if g is None else torch.rand(len(idx), 4, generator=g)[keep]
         x, y = load_images(split, mine, data.base, "centre" if g is None else "rrc", u)
         if g is not None and data.flip:

@@ -49,6 +49,7 @@ class FolderSplit:
         return FolderSplit(self.root, self.files[i], self.y[torch.as_tensor(i)])
 
     def path(self, i: int) -> str:
+        """The file of image `i`."""
         return os.path.join(self.root, self.files[i].decode())
 
 
@@ -118,7 +119,10 @@ def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None) -> np
 
     with Image.open(path) as im:
         w, h = im.size
+        box: tuple[float, float, float, float]
         if mode == "rrc":
+            if u is None:
+                raise ValueError("decode: a random-resized crop needs its uniforms `u`")
             box = rrc_box(w, h, u)
         elif mode == "centre":
             box = centre_box(w, h)
@@ -131,9 +135,12 @@ def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None) -> np
             im.draft("RGB", (math.ceil(w / f), math.ceil(h / f)))
             sx, sy = im.size[0] / w, im.size[1] / h
             box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        im = im.convert("RGB")
+        rgb = im.convert("RGB")
         x0, y0, bw, bh = box
-        out = im.resize((base, base), Image.BICUBIC, box=(x0, y0, x0 + bw, y0 + bh))
+        # Image.BICUBIC is set at import time, so Pillow's type hints lack it (its
+        # Image.Resampling.BICUBIC needs Pillow 9.1; we allow 9.0)
+        out = rgb.resize((base, base), Image.BICUBIC,  # type: ignore[attr-defined]
+                         box=(x0, y0, x0 + bw, y0 + bh))
         return np.asarray(out, dtype=np.uint8)
 
 

@@ -8,7 +8,7 @@ go through `calibrated_child`, so an exported child scores what it scored in the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from ..data.datasets import (
 )
 from ..data.folder import FolderSplit
 from ..nn.export import fold_els_layers
+from ..nn.model import ElasticSupernet
 from ..spaces.space import Arch
 from .evaluation import calibrate_bn
 
@@ -71,7 +72,8 @@ class ChildImages:
 
 
 def child_images(data: DataSet, calib_images: int, *, seed: int = 0,
-                 indices: torch.Tensor | list[int] | None = None, val_images: int | None = 0,
+                 indices: torch.Tensor | Sequence[int] | None = None,
+                 val_images: int | None = 0,
                  batch_size: int = 256, device: str | torch.device | None = None,
                  channels_last: bool = False, workers: int = 0) -> ChildImages:
     """The fixed images of `data`: `calib_images` seeded training images (or `indices`) and
@@ -89,15 +91,18 @@ def child_images(data: DataSet, calib_images: int, *, seed: int = 0,
     n_val = len(data.val) if val_images is None else min(val_images, len(data.val))
     # stratified with a fixed seed: the first n could be one class
     val_split = data.val.subset(stratified_subset(data.val.y, n_val, seed=0))
-    val = None if data.streamed else tuple(t.to(device) for t in images(val_split, data))
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    if not data.streamed:
+        x, y = images(val_split, data)
+        val = (x.to(device), y.to(device))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return ChildImages(data, calib, val_split, val, batch_size, fmt, workers)
 
 
-def calibrated_child(net: nn.Module, arch: Arch, images: ChildImages | DataSet,
+def calibrated_child(net: ElasticSupernet, arch: Arch, images: ChildImages | DataSet,
                      num_images: int = 64, *, batch_size: int = 256, seed: int = 0,
                      device: str | torch.device | None = None,
-                     fold_els: bool = True) -> nn.Module:
+                     fold_els: bool = True) -> nn.Sequential:
     """Child `arch` of `net` as plain layers in eval mode, its BN statistics recomputed on
     the calibration images of `images` (or, given a `DataSet`, on `num_images` seeded
     training images of it, batched by `batch_size`, on `device`).
@@ -108,8 +113,9 @@ def calibrated_child(net: nn.Module, arch: Arch, images: ChildImages | DataSet,
     if isinstance(images, DataSet):
         images = child_images(images, num_images, seed=seed, batch_size=batch_size,
                               device=device)
-    child = net.export(arch, fold_els=False).to(images.device,
-                                                memory_format=images.memory_format)
+    # torch's Module.to takes memory_format; its type hints leave it out
+    child = net.export(arch, fold_els=False).to(  # type: ignore[call-overload]
+        images.device, memory_format=images.memory_format)
     for m in child.modules():
         # a child for inference: every activation acts on a fresh conv/BN output
         if fold_els and hasattr(m, "inplace"):

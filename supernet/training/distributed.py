@@ -79,7 +79,14 @@ class DynamicSyncBatchNorm2d(DynamicBatchNorm2d):
     """DynamicBatchNorm2d whose training statistics are the mean and variance over the
     global batch of all processes (a differentiable all-reduce of sums)."""
 
+    # always kept (track_running_stats): torch types them as optional
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BN over the channels of `x`; in training under torchrun, with the statistics of
+        the global batch."""
         if not (self.training and _syncing()):
             return super().forward(x)
         c = x.shape[1]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..data.datasets import resize
 from ..nn.model import ElasticSupernet
-from ..nn.ops import DynamicBatchNorm2d
 from ..spaces.space import Arch
 
 
@@ -27,8 +28,8 @@ class EvalResult:
     n: int
 
 
-def _bns(net: torch.nn.Module) -> list[DynamicBatchNorm2d]:
-    return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+def _bns(net: torch.nn.Module) -> list[_BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, _BatchNorm)]
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, arch: Arch) -> torch.Tensor:
@@ -37,7 +38,8 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, arch: Arch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def calibrate_bn(net: torch.nn.Module, arch: Arch, loader: Iterable, num_images: int) -> int:
+def calibrate_bn(net: torch.nn.Module, arch: Arch, loader: Iterable[tuple[torch.Tensor, Any]],
+                 num_images: int) -> int:
     """Reset BN statistics and recompute them for `arch` (of the supernet `net`, or the
     exported child `net`) as an exact average over `num_images` images of `loader`
     (batches of (x, y) at any resolution). Returns the images used."""
@@ -66,7 +68,8 @@ def calibrate_bn(net: torch.nn.Module, arch: Arch, loader: Iterable, num_images:
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, arch: Arch, loader: Iterable) -> EvalResult:
+def evaluate(net: torch.nn.Module, arch: Arch,
+             loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EvalResult:
     """Top-1 and loss of child `arch` (of the supernet, or exported) in eval mode with its
     current BN statistics, over `loader`."""
     was_training = net.training
@@ -76,7 +79,7 @@ def evaluate(net: torch.nn.Module, arch: Arch, loader: Iterable) -> EvalResult:
         for x, y in loader:
             out = _forward(net, resize(x, arch.resolution), arch)
             loss += F.cross_entropy(out, y, reduction="sum").item()
-            correct += (out.argmax(1) == y).sum().item()
+            correct += int((out.argmax(1) == y).sum())
             n += len(y)
     finally:
         net.train(was_training)

@@ -12,6 +12,7 @@ largest child) it learns the teacher's soft labels like the other children.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ class FinetuneResult:
     losses: tuple[float, ...]  # mean training loss per epoch
 
 
-def recipe_from_config(config: dict | None) -> TrainConfig:
+def recipe_from_config(config: dict[str, Any] | None) -> TrainConfig:
     """The TrainConfig saved in a supernet checkpoint (`config`), unknown keys dropped."""
     names = set(TrainConfig.__dataclass_fields__)
     return with_recipe(TrainConfig(**{k: v for k, v in (config or {}).items() if k in names}))
@@ -49,10 +50,15 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
     BN running statistics follow the training batches: recalibrate afterwards."""
     if not (isinstance(epochs, int) and epochs >= 0):
         raise ValueError(f"finetune_epochs: {epochs!r} is not allowed; expected an integer >= 0")
-    lr = recipe.lr * FLOOR if lr is None else lr
+    if lr is None:
+        assert recipe.lr is not None  # recipe_from_config fills every recipe field
+        lr = recipe.lr * FLOOR
     if not lr > 0:
         raise ValueError(f"finetune_lr: {lr!r} is not allowed; expected a positive number")
     device = torch.device(device)
+    assert (recipe.batch_size is not None and recipe.schedule is not None
+            and recipe.floor_at is not None and recipe.label_smoothing is not None
+            and recipe.grad_clip is not None)  # recipe_from_config fills them
     steps = len(data.train) // recipe.batch_size
     if steps < 1:
         raise ValueError(f"batch_size: the recipe's {recipe.batch_size} exceeds the "
@@ -66,7 +72,7 @@ def finetune(child: nn.Module, arch: Arch, data: DataSet, epochs: int, recipe: T
     sched = make_scheduler(opt, recipe.schedule, epochs * steps, 0, steps, recipe.floor_at)
     if teacher is not None:
         teacher[0].to(device).eval()
-    losses = []
+    losses: list[float] = []
     for epoch in range(epochs):
         child.train()
         # other seeds than the supernet's epochs: fine-tuning sees new crops

@@ -16,7 +16,8 @@ gradient of 1e-3 is scaled by ~30 in TF's form and by ~1 in torch's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -43,8 +44,8 @@ class RMSpropTF(Optimizer):
     """TF-style RMSProp (module docstring); weight decay is an L2 term added to the
     gradient, as TF's L2 regularisation of the loss gives."""
 
-    def __init__(self, params, lr: float = 0.01, rho: float = 0.9, momentum: float = 0.9,
-                 eps: float = 1e-3, weight_decay: float = 0.0):
+    def __init__(self, params: Iterable[Any], lr: float = 0.01, rho: float = 0.9,
+                 momentum: float = 0.9, eps: float = 1e-3, weight_decay: float = 0.0):
         for name, v, ok in (("lr", lr, lr >= 0), ("rho", rho, 0 <= rho < 1),
                             ("momentum", momentum, 0 <= momentum < 1), ("eps", eps, eps > 0),
                             ("weight_decay", weight_decay, weight_decay >= 0)):
@@ -54,7 +55,7 @@ class RMSpropTF(Optimizer):
                                       weight_decay=weight_decay))
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None):  # untyped like torch's optimizers (the base has overloads)
         """One update of every parameter with a gradient."""
         loss = None
         if closure is not None:
@@ -78,7 +79,7 @@ class RMSpropTF(Optimizer):
         return loss
 
 
-def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Optimizer groups: weight decay on conv and linear weights, none on BN and biases
     (decaying those only shrinks them)."""
     decay = [p for p in net.parameters() if p.ndim > 1]
@@ -90,6 +91,7 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
 def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum 0.9, or RMSProp as EfficientNet and BigNAS train
     (decay 0.9, momentum 0.9, epsilon 1e-3), over `param_groups`."""
+    assert cfg.lr is not None and cfg.weight_decay is not None  # the recipe applied
     groups = param_groups(net, cfg.weight_decay)
     if cfg.optimizer == "rmsprop":  # TF's form: eps inside the root (supernet.training.optim)
         return RMSpropTF(groups, lr=cfg.lr, rho=0.9, momentum=0.9, eps=1e-3)

@@ -49,7 +49,7 @@ def attentive_candidates(space: SearchSpace, arch: Arch, seed: int, step: int, s
     return [arch, *pool[:k - 1]]
 
 
-def pick(losses: Sequence[float], sampling: str) -> int:
+def pick(losses: Sequence[float], sampling: str | None) -> int:
     """Index of the candidate to train: lowest loss for best-up, highest for worst-up
     (the first on ties)."""
     if sampling == "best-up":

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -46,15 +46,23 @@ Step = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, i
                 tuple[torch.Tensor, torch.Tensor]]
 
 
-def at_resolution(x: torch.Tensor, resolution: int, channels_last: bool) -> torch.Tensor:
+def at_resolution(x: torch.Tensor, resolution: int, channels_last: bool | None) -> torch.Tensor:
     """A batch resized to a child's resolution, in the memory format the run uses."""
     x = resize(x, resolution)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def autocast(device: torch.device, bf16: bool):
+def autocast(device: torch.device, bf16: bool) -> AbstractContextManager[None]:
     """bfloat16 autocast on `device` when asked, else a no-op context."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _backward_context(model: nn.Module, last: bool) -> AbstractContextManager[None]:
+    """DDP reduces the accumulated gradients once, in the last backward of a step: its
+    `no_sync()` before the others; nothing for a plain module."""
+    if isinstance(model, nn.parallel.DistributedDataParallel) and not last:
+        return model.no_sync()
+    return nullcontext()
 
 
 def train_resolutions(space: SearchSpace, wanted: tuple[int, ...]) -> tuple[int, ...]:
@@ -95,12 +103,14 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     Returns the largest child's loss and the mean distillation loss, detached."""
     if cfg.label_smoothing is None or cfg.grad_clip is None:  # a config fresh from the user
         cfg = with_recipe(cfg)
+    smoothing, clip = cfg.label_smoothing, cfg.grad_clip
+    assert smoothing is not None and clip is not None  # with_recipe fills both
     opt.zero_grad(set_to_none=True)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     last = len(children) - 1
 
-    def sync(i: int):  # DDP reduces the accumulated gradients once: in the last backward
-        return model.no_sync() if ddp and i < last else nullcontext()
+    def sync(i: int) -> AbstractContextManager[None]:
+        return _backward_context(model, i == last)
 
     def logits(arch: Arch, dropout: float = 0.0) -> torch.Tensor:
         with autocast(x.device, cfg.bf16):
@@ -110,7 +120,7 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     big, *rest = children
     with sync(0):
         out = logits(big, dropout)
-        loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+        loss = F.cross_entropy(out, y, label_smoothing=smoothing)
         loss.backward()
     soft = out.detach().softmax(1)  # inplace distillation: the largest child teaches
     kd_sum = torch.zeros((), device=x.device)
@@ -121,14 +131,14 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
             kd = distill_loss(cfg.kd, logits(arch), soft)
             kd.backward()
         kd_sum += kd.detach()
-    if cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     return loss.detach(), kd_sum / max(len(rest), 1)
 
 
-def attentive_pick(pool: list[Arch], logits, soft: torch.Tensor, cfg: TrainConfig,
-               ddp: bool) -> Arch:
+def attentive_pick(pool: list[Arch], logits: Callable[[Arch], torch.Tensor],
+                   soft: torch.Tensor, cfg: TrainConfig, ddp: bool) -> Arch:
     """The child of `pool` that cfg.sampling picks by its distillation loss on this
     batch; under DDP the losses are summed over the processes, so all pick alike."""
     with torch.no_grad():
@@ -158,25 +168,25 @@ def single_path_children(space: SearchSpace, seed: int, step: int, fair: bool = 
 
 
 def single_path_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
-                     y: torch.Tensor, children: list[Arch], cfg,
+                     y: torch.Tensor, children: list[Arch], cfg: TrainConfig,
                      dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One step: every child learns the labels (label smoothing, dropout), the gradients
     add up, then clipping and one optimizer step. Returns the mean loss and a zero
     distillation loss (the log keeps one format for both families)."""
+    smoothing, clip = cfg.label_smoothing, cfg.grad_clip
+    assert smoothing is not None and clip is not None  # the recipe applied (make_step's)
     opt.zero_grad(set_to_none=True)
-    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     total = torch.zeros((), device=x.device)
     for i, arch in enumerate(children):
-        # DDP reduces the accumulated gradients once: in the last backward
-        with model.no_sync() if ddp and i < len(children) - 1 else nullcontext():
+        with _backward_context(model, i == len(children) - 1):
             with autocast(x.device, cfg.bf16):
                 out = model(at_resolution(x, arch.resolution, cfg.channels_last), arch,
                             dropout=dropout).float()
-            loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(out, y, label_smoothing=smoothing)
             loss.backward()
         total += loss.detach()
-    if cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     return total / len(children), torch.zeros((), device=x.device)
 
@@ -204,6 +214,7 @@ def make_step(space: SearchSpace, cfg: TrainConfig, total_steps: int) -> Step:
             return single_path_step(model, opt, x, y, kids, cfg, dropout)
         return single_path
 
+    assert cfg.teacher_warmup is not None and cfg.resolutions is not None  # recipe applied
     teacher_steps = round(cfg.teacher_warmup * total_steps)
     res = train_resolutions(space, cfg.resolutions)
     if cfg.method == "progressive-shrinking":
