@@ -290,7 +290,10 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
     images = child_images(data, calib, batch_size=256, device=device)
     source = {"supernet": str(ckpt), "supernet_sha256": file_digest(ckpt), "data": spec,
               "split_seed": int(extra.get("seed", 0)), "calib_images": calib, "calib_seed": 0,
-              "recipe_config": extra.get("config")}
+              "recipe_config": extra.get("config"),
+              # a converted supernet's authors' image preparation, for whoever deploys it
+              **({"preprocessing": extra["preprocessing"]} if extra.get("preprocessing")
+                 else {})}
     rows: list[dict[str, Any]] = []
     with torch_threads(cfg.threads), _staged_folder(out, cfg.force) as tmp:
         teacher = (_teacher(net, space, images)

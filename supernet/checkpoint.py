@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data.datasets import DataSet, load_data
+from .data.datasets import DataSet, load_data, with_preprocessing
 from .nn.model import ElasticSupernet
 from .spaces.space import SearchSpace, load_space, space_from_dict
 from .utils import atomic_torch_save, load_format
@@ -52,10 +52,13 @@ def load_checkpoint(
 def checkpoint_data(space: SearchSpace, extra: dict[str, Any],
                     given: str | None = None) -> tuple[str, DataSet]:
     """(spec, data set) a loaded checkpoint is evaluated on: `given`, else the one it was
-    trained on, with its split seed, so val stays held out; ValueError when the class
-    count differs from the space's."""
+    trained on, with its split seed, so val stays held out, and with the preprocessing a
+    converted checkpoint records; ValueError when the class count differs from the
+    space's."""
     spec = given or extra.get("data") or "digits"
     data = load_data(spec, space.base_resolution, int(extra.get("seed", 0)))
+    if extra.get("preprocessing"):  # a converted supernet: as its authors evaluate
+        data = with_preprocessing(data, extra["preprocessing"])
     if data.num_classes != space.num_classes:
         hint = "" if given or "data" in extra else (
             "; the checkpoint records no data set (e.g. a converted supernet): give "

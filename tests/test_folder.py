@@ -198,3 +198,27 @@ def test_attentive_mbv3_trains_one_epoch_from_a_folder_on_the_cpu(tmp_path, caps
     assert ck["completed"] and ck["step"] == 2 and ck["space"]["num_classes"] == 2
     assert ck["space"]["base_resolution"] == 224
     assert "BN-calibrated val top-1" in capsys.readouterr().out
+
+
+def test_a_converted_supernets_preprocessing_is_how_its_images_are_prepared(tmp_path):
+    from supernet import load_space
+    from supernet.checkpoint import checkpoint_data
+
+    _photos(tmp_path, size=(96, 80), fmt="PNG")
+    from dataclasses import replace
+
+    # photos at a base of 224 (a small base treats a folder like CIFAR: no eval crop)
+    space = replace(load_space("attentive-mbv3"), num_classes=2)
+    pre = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_ratio": 0.5,
+           "resize_interpolation": "bilinear"}
+    _, plain = checkpoint_data(space, {}, f"folder:{tmp_path}")
+    _, theirs = checkpoint_data(space, {"preprocessing": pre}, f"folder:{tmp_path}")
+    assert (plain.mean, plain.crop_fraction, plain.resample) == (
+        (0.485, 0.456, 0.406), 0.875, "bicubic")
+    assert (theirs.mean, theirs.std, theirs.crop_fraction, theirs.resample) == (
+        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0.5, "bilinear")
+    a, b = images(plain.val, plain)[0], images(theirs.val, theirs)[0]
+    assert a.shape == b.shape and not torch.equal(a, b)  # another crop, another filter
+    with pytest.raises(ValueError, match="resize_interpolation 'lanczos' is not supported"):
+        checkpoint_data(space, {"preprocessing": {"resize_interpolation": "lanczos"}},
+                        f"folder:{tmp_path}")

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .folder import FOLDER_LAYOUT, SMALL_BASE, FolderSplit, index_folder, load_images
+from .folder import (
+    CENTRE_FRACTION,
+    FOLDER_LAYOUT,
+    SMALL_BASE,
+    FolderSplit,
+    index_folder,
+    load_images,
+)
 
 DATA_SPECS = "digits | cifar10:PATH | folder:PATH | npz:PATH"
 CIFAR_LAYOUT = "a CIFAR-10 python folder with data_batch_1..data_batch_5 and test_batch"
@@ -59,6 +67,11 @@ class DataSet:
     pad: int  # random-crop padding in base-resolution pixels ("pad" crops)
     base: int = 0  # the resolution images are prepared at
     crop: str = "pad"  # training crop: "pad" (padded shift) or "rrc" (random-resized)
+    # image folders: the eval crop's share of the shorter side, and the resampling of
+    # crop to base resolution (a converted supernet's authors' values, see
+    # `with_preprocessing`)
+    crop_fraction: float = CENTRE_FRACTION
+    resample: str = "bicubic"
 
     @property
     def streamed(self) -> bool:
@@ -264,7 +277,8 @@ def _batch(split: Split | FolderSplit, data: DataSet, idx: torch.Tensor, seed: i
     if data.crop == "rrc":  # streamed photos: random-resized crop, then flip
         assert isinstance(split, FolderSplit)  # "rrc": folders of photos only
         u = None if g is None else torch.rand(len(idx), 4, generator=g)[keep]
-        x, y = load_images(split, mine, data.base, "centre" if g is None else "rrc", u)
+        x, y = load_images(split, mine, data.base, "centre" if g is None else "rrc", u,
+                           data.crop_fraction, data.resample)
         if g is not None and data.flip:
             flip = (torch.rand(len(idx), generator=g) < 0.5)[keep][: len(x)]
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).contiguous()
@@ -372,3 +386,25 @@ def images(split: Split | FolderSplit, data: DataSet) -> tuple[torch.Tensor, tor
     if isinstance(split, Split):
         return split.x, split.y
     return _batch(split, data, torch.arange(len(split)), None, (0, 1))
+
+
+RESAMPLING = ("bicubic", "bilinear")
+
+
+def with_preprocessing(data: DataSet, pre: dict[str, Any]) -> DataSet:
+    """`data` evaluated as a converted supernet's authors evaluate: their mean and std,
+    eval crop share and resampling (keys mean, std, crop_ratio, resize_interpolation);
+    ValueError for a value outside what the pipeline can do."""
+    resample = pre.get("resize_interpolation") or data.resample
+    if resample not in RESAMPLING:
+        raise ValueError(f"preprocessing: resize_interpolation {resample!r} is not "
+                         f"supported; expected one of {', '.join(RESAMPLING)}")
+    crop = float(pre.get("crop_ratio") or data.crop_fraction)
+    if not 0 < crop <= 1:
+        raise ValueError(f"preprocessing: crop_ratio {crop} is outside (0, 1]")
+    mean = tuple(float(v) for v in pre.get("mean", data.mean))
+    std = tuple(float(v) for v in pre.get("std", data.std))
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError("preprocessing: mean and std need three values (RGB)")
+    return replace(data, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
+                   crop_fraction=crop, resample=resample)

@@ -105,16 +105,18 @@ def rrc_box(w: int, h: int, u: torch.Tensor) -> tuple[int, int, int, int]:
     return left, top, cw, ch
 
 
-def centre_box(w: int, h: int) -> tuple[int, int, int, int]:
-    """The centre square of CENTRE_FRACTION of the shorter side."""
-    side = max(1, round(min(w, h) * CENTRE_FRACTION))
+def centre_box(w: int, h: int, fraction: float = CENTRE_FRACTION) -> tuple[int, int, int, int]:
+    """The centre square of `fraction` of the shorter side."""
+    side = max(1, round(min(w, h) * fraction))
     return (w - side) // 2, (h - side) // 2, side, side
 
 
-def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None) -> np.ndarray:
+def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None,
+           crop_fraction: float = CENTRE_FRACTION, resample: str = "bicubic") -> np.ndarray:
     """One image as (base, base, 3) uint8. mode: "rrc" (random-resized crop from the
-    uniforms `u`), "centre" (eval crop) or "full" (the whole image, squeezed to a square).
-    Crop and resize are one bicubic resampling of the crop box (antialiased by Pillow)."""
+    uniforms `u`), "centre" (eval crop of `crop_fraction` of the shorter side) or "full"
+    (the whole image, squeezed to a square). Crop and resize are one `resample`
+    ("bicubic" or "bilinear", antialiased by Pillow) resampling of the crop box."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -125,7 +127,7 @@ def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None) -> np
                 raise ValueError("decode: a random-resized crop needs its uniforms `u`")
             box = rrc_box(w, h, u)
         elif mode == "centre":
-            box = centre_box(w, h)
+            box = centre_box(w, h, crop_fraction)
         else:
             box = (0, 0, w, h)
         # JPEG: let the decoder drop DCT scales the crop does not need (up to 8x faster
@@ -137,22 +139,25 @@ def decode(path: str, base: int, mode: str, u: torch.Tensor | None = None) -> np
             box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
         rgb = im.convert("RGB")
         x0, y0, bw, bh = box
-        # Image.BICUBIC is set at import time, so Pillow's type hints lack it (its
-        # Image.Resampling.BICUBIC needs Pillow 9.1; we allow 9.0)
-        out = rgb.resize((base, base), Image.BICUBIC,  # type: ignore[attr-defined]
-                         box=(x0, y0, x0 + bw, y0 + bh))
+        # Image.BICUBIC/BILINEAR are set at import time, so Pillow's type hints lack them
+        # (Image.Resampling needs Pillow 9.1; we allow 9.0)
+        filt = (Image.BILINEAR if resample == "bilinear"  # type: ignore[attr-defined]
+                else Image.BICUBIC)  # type: ignore[attr-defined]
+        out = rgb.resize((base, base), filt, box=(x0, y0, x0 + bw, y0 + bh))
         return np.asarray(out, dtype=np.uint8)
 
 
 def load_images(split: FolderSplit, idx: list[int], base: int, mode: str,
-                params: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                params: torch.Tensor | None, crop_fraction: float = CENTRE_FRACTION,
+                resample: str = "bicubic") -> tuple[torch.Tensor, torch.Tensor]:
     """Decode split[idx] as (n, 3, base, base) uint8 and their labels. An unreadable
     image is skipped with a one-line warning naming it (the batch is one shorter: the
     trainer counts and logs the shortfall) rather than stopping a day-long run."""
     xs, keep = [], []
     for j, i in enumerate(idx):
         try:
-            xs.append(decode(split.path(i), base, mode, None if params is None else params[j]))
+            xs.append(decode(split.path(i), base, mode, None if params is None else params[j],
+                             crop_fraction, resample))
             keep.append(i)
         except Exception as e:  # PIL raises many types for a damaged file
             print(f"data: skipped unreadable image {split.path(i)!r} ({type(e).__name__})",
