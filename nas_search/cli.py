@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from supernet.cli_kit import Parser, UsageError, arg, number, run, whole
+from supernet.nn.deploy import QUANTIZE, RUNTIMES
 
 from .problem import OBJECTIVES
 from .results import SUMMARY, best_per_target, read_json
@@ -24,9 +26,12 @@ from .search import DEFAULT_BUDGET, SearchConfig, resume_config, run_search
 from .strategies import STRATEGIES
 from .units import format_count, parse_accuracy, parse_count, parse_latency
 
+_T = TypeVar("_T")
 
-def _list(convert: Callable) -> Callable:
-    def parse(text: str, what: str) -> tuple:
+
+def _list(convert: Callable[[str, str], _T]) -> Callable[[str, str], tuple[_T, ...]]:
+    """A converter of comma lists, each item through `convert`."""
+    def parse(text: str, what: str) -> tuple[_T, ...]:
         return tuple(convert(t, what) for t in str(text).split(",") if t.strip())
     return parse
 
@@ -38,6 +43,7 @@ def _objective(text: str, what: str) -> str:
 
 
 def search_parser() -> argparse.ArgumentParser:
+    """The argument parser of `nas-search` (a search run; `report` has its own)."""
     p = Parser(prog="nas-search", description="Search a trained supernet's children.")
     p.add_argument("--strategy", choices=sorted(STRATEGIES),
                    help="search strategy (default nsga2)")
@@ -65,6 +71,18 @@ def search_parser() -> argparse.ArgumentParser:
                         "measured: --max-latency is then checked before any evaluation")
     p.add_argument("--targets", type=arg(_list(parse_count), "--targets"),
                    help="MACs targets, e.g. 200M,400M,600M,1000M: best child per target")
+    p.add_argument("--latency-runtime", choices=RUNTIMES,
+                   help="measured latency: each candidate exported and timed in onnxruntime "
+                        "(what you deploy; CPU provider, CUDA where present) or torch eager "
+                        "(default torch); timings cached in OUT/latency.csv")
+    p.add_argument("--latency-batch", type=arg(whole(1), "--latency-batch"),
+                   help="images per timed run (default 1)")
+    p.add_argument("--quantize", choices=QUANTIZE,
+                   help="int8: score and time each candidate as onnxruntime's static int8 "
+                        "quantization of the exported child")
+    p.add_argument("--warm-start", nargs="+", metavar="RUN_DIR",
+                   help="seed the first population with the best feasible children of "
+                        "these earlier runs (their rows reused when the evaluator is the same)")
     p.add_argument("--calib-images", type=arg(whole(1), "--calib-images"),
                    help="training images for each child's BN recalibration (default: a "
                         "converted supernet's own recipe, else 4096; at most the training "
@@ -95,7 +113,8 @@ def search_parser() -> argparse.ArgumentParser:
 _FIELDS = ("strategy", "supernet", "space", "data", "budget", "seed", "out", "objectives",
            "weights", "max_macs", "max_params", "min_acc", "max_latency", "latency_table",
            "targets", "calib_images", "val_images", "pop_size", "mutation_ratio",
-           "predictor", "pick", "threads", "workers")
+           "predictor", "pick", "threads", "workers", "latency_runtime", "latency_batch",
+           "quantize", "warm_start")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:

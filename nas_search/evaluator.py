@@ -8,7 +8,7 @@ the columns in `EVAL_COLUMNS`. Top-1 is a fraction in 0..1.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,11 +18,14 @@ from torch import nn
 
 from supernet.checkpoint import checkpoint_data, load_checkpoint
 from supernet.data.datasets import DataSet
+from supernet.nn.deploy import check_runtime, onnx_bytes, ort_scores, quantize_int8
 from supernet.nn.model import ElasticSupernet
 from supernet.spaces.space import Arch, SearchSpace
 from supernet.training.calibrate import calibrated_child, child_images
 from supernet.training.evaluation import evaluate
 from supernet.utils import file_digest, measure_latency, reuse_freed_memory, torch_threads
+
+from .timing import Timer
 
 EVAL_COLUMNS = ("arch", "top1", "loss", "evaluator", "eval_time_s")
 # BN recalibration images per child (at most the training split). Measured by
@@ -31,6 +34,9 @@ EVAL_COLUMNS = ("arch", "top1", "loss", "evaluator", "eval_time_s")
 # 64 / 256 / 1024 / 4096 images (Kendall tau 0.34 / 0.70 / 0.76 / 0.87): 4096 is the
 # smallest size within 0.25 points.
 CALIB_IMAGES = 4096
+# int8 calibration images per child (the first of the BN calibration set): onnxruntime's
+# MinMax calibration runs the whole model per batch, a cost paid per candidate
+QUANT_IMAGES = 256
 
 
 def default_calib_images(extra: dict[str, Any]) -> int:
@@ -88,7 +94,9 @@ class SupernetEvaluator:
                  val_images: int | None = None, batch_size: int = 256, latency: bool = False,
                  device: str | torch.device | None = None, name: str = "supernet",
                  calib_seed: int = 0, channels_last: bool = True, threads: int | None = None,
-                 workers: int = 0, calib_indices: Sequence[int] | None = None):
+                 workers: int = 0, calib_indices: Sequence[int] | None = None,
+                 timer: Timer | None = None, quantize: str | None = None,
+                 quant_images: int = QUANT_IMAGES):
         if calib_images < 1:
             raise ValueError(f"calib_images: {calib_images} must be at least 1")
         calib_images = min(calib_images, len(data.train))  # small data sets: all of it
@@ -103,7 +111,12 @@ class SupernetEvaluator:
                                    device=self.device, channels_last=channels_last,
                                    workers=workers)
         self.calib_images, self.val_images = calib_images, len(self.images.val_split)
-        self.name = f"{name}/cal{calib_images}/val{self.val_images}"
+        # children timed in their deployment runtime (None: torch, on this device)
+        self.timer, self.quantize, self.quant_images = timer, quantize, quant_images
+        if quantize is not None:
+            check_runtime("onnxruntime", quantize)
+        self.name = f"{name}/cal{calib_images}/val{self.val_images}" + (
+            f"/{quantize}" if quantize else "")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, space: SearchSpace | str | None = None,
@@ -118,21 +131,54 @@ class SupernetEvaluator:
         return cls(net, dataset, **kwargs)
 
     def evaluate_one(self, arch: Arch) -> dict[str, Any]:
-        """Calibrate, evaluate (and time) one child; a row of the result table."""
+        """Calibrate, evaluate (and time) one child; a row of the result table. With
+        `quantize`, top-1 and latency are those of the child's int8 ONNX model."""
         t = time.perf_counter()
         child = calibrated_child(self.net, arch, self.images)
         t_calib = time.perf_counter() - t
-        res = evaluate(child, arch, self.images.val_batches(arch.resolution))
-        row = {"arch": str(arch), "top1": res.top1, "loss": res.loss,
-               "evaluator": self.name, "eval_time_s": time.perf_counter() - t,
-               "calib_time_s": t_calib}
+        model = None
+        if self.quantize is not None:
+            model = self.int8_model(arch, child)
+            top1, loss, _ = ort_scores(model, self._numpy(self.images.val_batches(
+                arch.resolution)), self.threads or 1)
+        else:
+            res = evaluate(child, arch, self.images.val_batches(arch.resolution))
+            top1, loss = res.top1, res.loss
+        row: dict[str, Any] = {"arch": str(arch), "top1": top1, "loss": loss,
+                               "evaluator": self.name, "eval_time_s": time.perf_counter() - t,
+                               "calib_time_s": t_calib}
         if self.latency:
-            row["latency_ms"] = self.latency_ms(arch, child)
+            row.update(self.timing(arch, child, model))
         return row
+
+    @staticmethod
+    def _numpy(batches: Iterable[tuple[torch.Tensor, Any]]) -> Iterator[tuple[Any, Any]]:
+        for x, y in batches:
+            yield (x.contiguous().cpu().numpy(),
+                   None if y is None else y.cpu().numpy())
+
+    def int8_model(self, arch: Arch, child: nn.Module) -> bytes:
+        """onnxruntime's static int8 quantization of the calibrated `child`, calibrated on
+        the first `quant_images` of the BN calibration images."""
+        return quantize_int8(onnx_bytes(child.cpu(), arch.resolution),
+                             self.images.calib_arrays(arch.resolution, self.quant_images))
+
+    def timing(self, arch: Arch, child: nn.Module | None = None,
+               model: bytes | None = None) -> dict[str, Any]:
+        """Latency columns of `arch`: the timer's (deployment runtime, cached) or torch's
+        on this device."""
+        if self.timer is None:
+            return {"latency_ms": self.latency_ms(arch, child)}
+        child = child if child is not None else self.net.export(arch)
+        return self.timer.latency(arch, child.cpu(), model)
 
     def latency_ms(self, arch: Arch, child: nn.Module | None = None) -> float:
         """Batch-1 latency of the exported child on this evaluator's device, layout and
-        CPU threads."""
+        CPU threads (in the timer's runtime when there is one)."""
+        if self.timer is not None:
+            model = self.int8_model(arch, calibrated_child(self.net, arch, self.images)) \
+                if self.quantize else None
+            return float(self.timing(arch, child, model)["latency_ms"])
         child = child if child is not None else self.net.export(arch)
         with torch_threads(self.threads):
             return measure_latency(child, arch.resolution, self.device,
@@ -142,7 +188,9 @@ class SupernetEvaluator:
         """One row per child (see `Evaluator`), with `calib_time_s` (and `latency_ms`)."""
         with torch_threads(self.threads):
             rows = [self.evaluate_one(a) for a in archs]
-        cols = [*EVAL_COLUMNS, "calib_time_s"] + (["latency_ms"] if self.latency else [])
+        cols = [*EVAL_COLUMNS, "calib_time_s"] + (
+            ["latency_ms"] + (["latency_spread"] if self.timer is not None else [])
+            if self.latency else [])
         return pd.DataFrame(rows, columns=cols)
 
 

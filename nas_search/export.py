@@ -6,6 +6,8 @@ recalibrate their BN, measure them, optionally fine-tune them, write one folder 
     OUT/<label>/arch.yaml     the subnet description
     OUT/<label>/metrics.json  top-1/loss on val (and test), MACs, params, batch-1 latency
     OUT/<label>/model.onnx    with --onnx, checked against torch with onnxruntime
+    OUT/<label>/model.int8.onnx  with --quantize int8: onnxruntime's static int8 model,
+                              its top-1 and latency under "int8" in metrics.json
     OUT/children.csv          one row per child, search top-1 beside the exported one
 
 The whole OUT folder is built under a temporary name and renamed at the end, so a bad
@@ -33,7 +35,7 @@ import yaml
 from torch import nn
 
 from supernet.checkpoint import checkpoint_data, load_checkpoint
-from supernet.data.datasets import DataSet, batches
+from supernet.data.datasets import DataSet, batches, resize
 from supernet.nn.child_file import (
     ChildFile,
     arch_yaml,
@@ -41,6 +43,7 @@ from supernet.nn.child_file import (
     export_onnx,
     save_child,
 )
+from supernet.nn.deploy import check_runtime, measure, onnx_bytes, ort_scores, quantize_int8
 from supernet.nn.export import fold_els_layers
 from supernet.nn.model import ElasticSupernet
 from supernet.spaces.cost import macs
@@ -50,7 +53,7 @@ from supernet.training.evaluation import calibrate_bn, evaluate
 from supernet.training.finetune import finetune, recipe_from_config
 from supernet.utils import file_digest, measure_latency, parse_device, torch_threads
 
-from .evaluator import default_calib_images
+from .evaluator import QUANT_IMAGES, default_calib_images
 from .results import FRONT, SUMMARY, read_json, read_results
 from .units import format_count
 
@@ -70,6 +73,7 @@ class ExportConfig:
     force: bool = False
     calib_images: int | None = None  # default: the run's setting, else the search's default
     onnx: bool = False
+    quantize: str | None = None  # "int8": also onnxruntime's static int8 model
     finetune_epochs: int = 0
     finetune_distill: bool = False  # learn the largest child's soft labels, not the labels
     finetune_lr: float | None = None  # default: the supernet's final LR (5% of its initial)
@@ -244,8 +248,29 @@ def export_one(net: ElasticSupernet, space: SearchSpace, images: ChildImages, pi
     (folder / "arch.yaml").write_text(arch_yaml(f))
     if cfg.onnx:
         m["onnx_max_abs_diff"] = export_onnx(child, arch.resolution, folder / "model.onnx")
+    if cfg.quantize:
+        m["int8"] = _int8(child, arch, images, folder / "model.int8.onnx", cfg.threads)
     (folder / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
     return m
+
+
+def _int8(child: nn.Module, arch: Arch, images: ChildImages, path: Path,
+          threads: int) -> dict[str, Any]:
+    """Write onnxruntime's static int8 model of `child` to `path` (calibrated on the first
+    QUANT_IMAGES calibration images, as the search does); its val scores and latency beside
+    the fp32 ONNX model's."""
+    fp32 = onnx_bytes(child, arch.resolution)
+    q = quantize_int8(fp32, images.calib_arrays(arch.resolution, QUANT_IMAGES))
+    path.write_bytes(q)
+    val = ((resize(x, arch.resolution).numpy(), y.numpy()) for x, y in
+           batches(images.data.val, images.data, images.batch_size))
+    top1, loss, n = ort_scores(q, val, threads)
+    t_q = measure(None, arch.resolution, threads=threads, model=q)
+    t_f = measure(None, arch.resolution, threads=threads, model=fp32)
+    return {"val": {"top1": top1, "loss": loss, "images": n}, "latency_ms": t_q.ms,
+            "latency_spread": t_q.spread, "fp32_onnx_latency_ms": t_f.ms,
+            "runtime": f"onnxruntime {t_q.provider}, {threads} thread(s)",
+            "bytes": len(q), "fp32_bytes": len(fp32)}
 
 
 def _teacher(net: ElasticSupernet, space: SearchSpace,
@@ -263,6 +288,8 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
         raise ValueError("arch/run: give exactly one of --arch STRING or --run DIR")
     if cfg.onnx:
         check_onnx_available()
+    if cfg.quantize is not None:
+        check_runtime("onnxruntime", cfg.quantize)
     if not (isinstance(cfg.finetune_epochs, int) and cfg.finetune_epochs >= 0):
         raise ValueError(f"finetune_epochs: {cfg.finetune_epochs!r} is not allowed; "
                          "expected a whole number >= 0")

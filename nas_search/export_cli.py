@@ -2,7 +2,8 @@
 
     nas-export --supernet CKPT --arch STRING --out DIR
     nas-export --run DIR [--supernet CKPT] --pick best|targets|front:K --out DIR
-               [--calib-images N] [--onnx] [--finetune-epochs N [--finetune-distill]] [--force]
+               [--calib-images N] [--onnx] [--quantize int8]
+               [--finetune-epochs N [--finetune-distill]] [--force]
 
 Bad input gives a one-line error on stderr and exit code 2.
 """
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from supernet.cli_kit import Parser, UsageError, arg, number, run, whole
+from supernet.nn.deploy import QUANTIZE
 
 from .export import PICKS, ExportConfig, export_children, parse_pick
 
@@ -44,6 +46,9 @@ def export_parser() -> argparse.ArgumentParser:
                         "setting, else 4096; at most the training split)")
     p.add_argument("--onnx", action="store_true",
                    help="also write model.onnx, checked with onnxruntime (extra [onnx])")
+    p.add_argument("--quantize", choices=QUANTIZE,
+                   help="int8: also write model.int8.onnx, onnxruntime's static int8 "
+                        "quantization, with its own top-1 and latency (extra [onnx])")
     p.add_argument("--finetune-epochs", type=arg(whole(0), "--finetune-epochs"), default=0,
                    help="train each child alone this long with the supernet's recipe and "
                         "report before/after metrics (default 0)")
@@ -74,7 +79,8 @@ def _export(argv: Sequence[str] | None) -> int:
         cols = [c for c in table.columns if c not in ("arch", "val_loss", "test_loss")]
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {cfg.out}/: {', '.join(table['label'])} (model.pt, arch.yaml, metrics.json"
-          f"{', model.onnx' if cfg.onnx else ''}), children.csv")
+          f"{', model.onnx' if cfg.onnx else ''}"
+          f"{', model.int8.onnx' if cfg.quantize else ''}), children.csv")
     return 0
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
+from supernet.nn.deploy import check_runtime
 from supernet.spaces.space import Arch, SearchSpace, load_space
 from supernet.training.distributed import setup, teardown
 
@@ -21,10 +23,13 @@ from .problem import Constraints, SearchProblem, with_hv_frame, with_latency_ref
 from .results import RESULTS, STATE, read_json, read_results, write_run
 from .session import STATE_FORMAT, Session
 from .strategies import STRATEGIES
+from .timing import LATENCY_CACHE, Timer
+from .warm_start import WarmStart, check_runs, warm_start
 
 # ~0.3 s per digits child on 2 CPU cores (64 calibration + 270 val images): the default
 # search fits in about two minutes, next to about three of training
 DEFAULT_BUDGET = 300
+WARM_CHILDREN = 16  # children a warm start seeds, for strategies without a population
 
 
 @dataclass
@@ -45,6 +50,12 @@ class SearchConfig:
     min_acc: float | None = None
     max_latency: float | None = None
     latency_table: str | None = None  # latency from this lookup table instead of measured
+    # measured latency: each candidate exported and timed in this runtime ("onnxruntime":
+    # what is deployed; "torch": eager), batch `latency_batch`, cached in OUT/latency.csv
+    latency_runtime: str = "torch"
+    latency_batch: int = 1
+    quantize: str | None = None  # "int8": candidates scored and timed as onnxruntime int8
+    warm_start: tuple[str, ...] = ()  # earlier runs whose best children seed this one
     targets: tuple[float, ...] = ()
     calib_images: int | None = None  # None: the checkpoint's recipe, else CALIB_IMAGES
     val_images: int | None = None
@@ -67,6 +78,13 @@ class SearchConfig:
         if int(self.budget) < 1:
             raise ValueError(f"budget: {self.budget} must be a positive number of evaluations")
         self.strategy_options()  # the strategy checks its own settings
+        if self.latency_runtime != "torch" or self.quantize is not None:
+            # a runtime or mode that cannot run is an error now, before any evaluation
+            check_runtime(self.latency_runtime, self.quantize)
+        if int(self.latency_batch) < 1:
+            raise ValueError(f"latency_batch: {self.latency_batch} is not allowed; "
+                             "expected a whole number >= 1")
+        self.warm_start = tuple(self.warm_start)
         if int(self.pick) < 0:
             raise ValueError(f"pick: {self.pick} must be a whole number of children, >= 0")
         self.out = self.out or f"runs/{self.strategy}-seed{self.seed}"
@@ -170,12 +188,17 @@ def _supernet_evaluator(cfg: SearchConfig, device: str, quiet: bool) -> Supernet
         # a constraint no child can meet is an error now, not after minutes of training
         cfg.problem(load_space(cfg.space or "tiny")).check_satisfiable()
     ckpt = cfg.supernet or default_supernet(cfg, device, quiet)
+    latency = cfg.latency_table is None and (
+        "latency" in cfg.objectives or cfg.max_latency is not None)
+    # timed in the deployment runtime on the CPU (torch eager on a GPU times itself there)
+    timer = Timer(cfg.latency_runtime, cfg.latency_batch, cfg.threads or 1,
+                  quantize=cfg.quantize, cache=Path(cfg.out) / LATENCY_CACHE) \
+        if latency and (cfg.latency_runtime != "torch" or not device.startswith("cuda")) \
+        else None
     return SupernetEvaluator.from_checkpoint(
         ckpt, space=cfg.space, data=cfg.data, calib_images=cfg.calib_images,
         val_images=cfg.val_images, device=device, threads=cfg.threads or None,
-        workers=cfg.workers,
-        latency=cfg.latency_table is None
-        and ("latency" in cfg.objectives or cfg.max_latency is not None))
+        workers=cfg.workers, latency=latency, timer=timer, quantize=cfg.quantize)
 
 
 def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
@@ -192,6 +215,7 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
     if saved_state is not None and not _same_search(saved_state.get("settings", {}), cfg):
         raise ValueError(f"out: {str(out)!r} holds a search with other settings; continue "
                          f"it with --resume {out} or choose another --out")
+    check_runs(list(cfg.warm_start))  # a missing or unfinished folder: before any work
     d = setup(_device())  # under torchrun: joins the job, each process on its own GPU
     main = d.rank == 0
     try:
@@ -204,6 +228,14 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
         if "latency" in cfg.objectives:
             problem = with_latency_ref(problem, evaluator, saved_settings)
         problem, frame_rows = with_hv_frame(problem, evaluator, saved_settings)
+        warm = WarmStart()
+        if cfg.warm_start:
+            size = getattr(cfg.strategy_options(), "pop_size", WARM_CHILDREN)
+            warm = warm_start(list(cfg.warm_start), problem, evaluator.name, cfg.data, size)
+            if warm.rows is not None:  # same evaluator: their rows stand for evaluations
+                frame_rows = warm.rows if frame_rows is None else pd.concat(
+                    [frame_rows, warm.rows[~warm.rows["arch"].isin(frame_rows["arch"])]],
+                    ignore_index=True)
         if d.world > 1:
             evaluator = DistributedEvaluator(evaluator)
         saved = read_results(out / RESULTS) if saved_state and (out / RESULTS).is_file() \
@@ -213,7 +245,10 @@ def run_search(cfg: SearchConfig, evaluator: Evaluator | None = None,
         session = Session(problem, evaluator, strategy=cfg.strategy, budget=cfg.budget,
                           seed=cfg.seed, out=out, settings=settings, saved=saved,
                           elapsed_s=saved_state.get("elapsed_s", 0.0) if saved_state else 0.0,
-                          quiet=quiet, main=main, known=frame_rows)
+                          quiet=quiet, main=main, known=frame_rows, warm=warm.archs)
+        if cfg.warm_start:
+            session.extra_summary["warm_start"] = {
+                "runs": warm.runs, "children": len(warm.archs), "rows_reused": warm.reused}
         try:
             STRATEGIES[cfg.strategy].run(session, cfg.strategy_options())
         finally:

@@ -57,7 +57,7 @@ class Session:
                  budget: int, seed: int, out: str | Path | None = None,
                  settings: dict[str, Any] | None = None, saved: pd.DataFrame | None = None,
                  elapsed_s: float = 0.0, quiet: bool = True, main: bool = True,
-                 known: pd.DataFrame | None = None):
+                 known: pd.DataFrame | None = None, warm: Sequence[Arch] = ()):
         if budget < 1:
             raise ValueError(f"budget: {budget} must be at least 1 evaluation")
         self.problem, self.evaluator = problem, evaluator
@@ -78,6 +78,8 @@ class Session:
         # rows the evaluator already gave before the run (the hypervolume frame's children):
         # used, not evaluated again, when the strategy asks for them (and then counted)
         self._known = _saved_metrics(known, evaluator.name)
+        # children of earlier runs that population strategies put first (warm start)
+        self.warm: list[Arch] = list(warm)
         self._elapsed0, self._t0 = float(elapsed_s), time.perf_counter()
         self.chunk = 32  # children per evaluator call
         self._bar = None

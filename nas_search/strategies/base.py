@@ -71,10 +71,12 @@ def sample_new(session: Session, n: int, rng: np.random.Generator, *,
 
 
 def extremes(session: Session, count: bool = True) -> list[Arch]:
-    """The smallest and largest child, those within the cost constraints and not yet seen."""
+    """The children a first population starts with: a warm start's (the best of earlier
+    runs), then the smallest and largest child; those within the cost constraints and
+    not yet seen."""
     space = session.problem.space
     check = session.screen if count else session.problem.within_cost
-    return [a for a in dict.fromkeys((space.min_arch(), space.max_arch()))
+    return [a for a in dict.fromkeys((*session.warm, space.min_arch(), space.max_arch()))
             if not session.seen(a) and check(a)]
 
 

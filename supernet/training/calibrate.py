@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +58,18 @@ class ChildImages:
         """The calibration images as normalised batches at `resolution`."""
         for i in range(0, len(self.calib), self.batch_size):
             yield self._prepared(self.calib[i:i + self.batch_size], resolution), None
+
+    def calib_arrays(self, resolution: int, n: int) -> list[np.ndarray]:
+        """The first `n` calibration images at `resolution` as float32 numpy batches (what
+        onnxruntime's int8 calibration reads)."""
+        out: list[np.ndarray] = []
+        left = min(n, len(self.calib))
+        for x, _ in self.calib_batches(resolution):
+            if left <= 0:
+                break
+            out.append(x[:left].contiguous().cpu().numpy())
+            left -= len(out[-1])
+        return out
 
     def val_batches(self, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The val subset as normalised batches at `resolution`, with labels."""
