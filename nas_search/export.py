@@ -155,7 +155,7 @@ def run_picks(run: str | Path, pick: str) -> list[Pick]:
     return picks
 
 
-def _run_supernet(run: str | Path) -> str:
+def run_supernet(run: str | Path) -> str:
     """The supernet a run searched: its saved setting, else <run>/supernet/supernet.pt."""
     summary = Path(run) / SUMMARY
     saved = read_json(summary).get("settings", {}).get("supernet") if summary.is_file() \
@@ -303,7 +303,7 @@ def export_children(cfg: ExportConfig) -> pd.DataFrame:
         picks = [Pick("child", cfg.arch, {})]
     else:  # --run ''
         raise ValueError("arch/run: give exactly one of --arch STRING or --run DIR")
-    ckpt = cfg.supernet or (_run_supernet(cfg.run) if cfg.run else None)
+    ckpt = cfg.supernet or (run_supernet(cfg.run) if cfg.run else None)
     if ckpt is None:
         raise ValueError("supernet: give --supernet CKPT (a nas-train checkpoint)")
     net, extra = load_checkpoint(ckpt)

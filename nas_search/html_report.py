@@ -17,7 +17,7 @@ import pandas as pd
 
 from supernet.utils import atomic_write
 
-from .export import _run_supernet
+from .export import run_supernet
 from .figures import colour, fronts_figure, hypervolume_figure
 from .report import RunDirs, Runs, read_runs
 from .units import format_count
@@ -74,7 +74,7 @@ def export_command(run: Path, summary: dict[str, Any], arch: str, out: str) -> s
     """The `nas-export` command that writes child `arch` of `run` to `out`, with the run's
     supernet, data and BN calibration (so it reproduces the search's figures)."""
     settings = summary.get("settings", {})
-    args = ["nas-export", "--supernet", _run_supernet(run), "--arch", arch, "--out", out]
+    args = ["nas-export", "--supernet", run_supernet(run), "--arch", arch, "--out", out]
     if settings.get("data"):
         args += ["--data", str(settings["data"])]
     if settings.get("calib_images"):
@@ -108,11 +108,14 @@ def _front_table(runs: Runs, i: int) -> str:
     headers = ["#", "arch", "top-1 (%)", "MACs", "params",
                *(["latency (ms)"] if latency else []), "nas-export"]
     rows = []
-    for k, r in enumerate(front.itertuples(index=False), 1):
-        rows.append([k, r.arch, (f"{100 * r.top1:.2f}", 100 * r.top1),
-                     (format_count(r.macs), r.macs), (format_count(r.params), r.params),
-                     *([(f"{r.latency_ms:.3g}", r.latency_ms)] if latency else []),
-                     export_command(run, summary, r.arch, f"exports/{run.name}-front-{k}")])
+    # records, not itertuples: pandas-stubs types a named tuple's fields as any scalar
+    # (dates, bytes, ...), a record's values as Any; both give Python numbers here
+    for k, r in enumerate(front.to_dict("records"), 1):
+        rows.append([k, r["arch"], (f"{100 * r['top1']:.2f}", 100 * r["top1"]),
+                     (format_count(r["macs"]), r["macs"]),
+                     (format_count(r["params"]), r["params"]),
+                     *([(f"{r['latency_ms']:.3g}", r["latency_ms"])] if latency else []),
+                     export_command(run, summary, r["arch"], f"exports/{run.name}-front-{k}")])
     return html_table(headers, rows, table_id=f"front-{i}")
 
 

@@ -1,11 +1,6 @@
-"""Tables and figures of finished runs for notebooks/pareto.ipynb: several out folders
-read into one pandas table, their fronts, hypervolume curves and children, and the best
-child under each MACs budget.
-
-The notebook shows the interactive figures of the HTML report (`nas_search.figures`); the
-static matplotlib versions here draw the same series (`nas_search.plots`) on a given Axes
-(or a new figure) and return it, so a test can count what was drawn. This module never
-selects a matplotlib backend: the notebook's own (inline) one must stay in charge.
+"""Tables for notebooks/pareto.ipynb: the best child under each MACs budget of several
+runs. The notebook reads the runs with `nas_search.report.read_runs` and shows the
+interactive figures of the HTML report (`nas_search.figures`), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -14,62 +9,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 
-from .figures import EVALUATIONS_AXIS, HV_AXIS, MACS_AXIS, TOP1_AXIS, by_run
-from .plots import draw_children, draw_fronts, draw_hypervolume
-from .report import RunDirs, read_runs
+from .figures import by_run
 from .results import best_first
 from .units import format_count, parse_count
-
-
-def load_runs(dirs: RunDirs) -> pd.DataFrame:
-    """Every evaluated child (results.csv rows) of each run with `run` and `evaluation`."""
-    return read_runs(dirs).children
-
-
-def load_hypervolume(dirs: RunDirs) -> pd.DataFrame:
-    """Each run's hypervolume history (summary.json), one row per generation or step,
-    recomputed in the frame the runs share (`nas_search.report.shared_frame`); the frame's
-    description is in `attrs["frame"]`."""
-    return read_runs(dirs).history
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (7, 5)) -> Axes:
-    return ax if ax is not None else plt.subplots(figsize=figsize)[1]
-
-
-def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> Axes:
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    return ax
-
-
-def plot_fronts(runs: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Each run's Pareto front (its `pareto` rows), top-1 against MACs, one line per run."""
-    ax = _axes(ax)
-    draw_fronts(ax, runs)
-    return _finish(ax, "Pareto fronts", MACS_AXIS, TOP1_AXIS)
-
-
-def plot_hypervolume(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Hypervolume against evaluations spent, one line per run (from `load_hypervolume`)."""
-    ax = _axes(ax, (7, 4))
-    draw_hypervolume(ax, history)
-    return _finish(ax, "Hypervolume against evaluations", EVALUATIONS_AXIS, HV_AXIS)
-
-
-def plot_all_children(runs: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Top-1 against MACs of every evaluated child, one colour per run, infeasible ones
-    as grey crosses."""
-    ax = _axes(ax)
-    draw_children(ax, runs)
-    return _finish(ax, "Every evaluated child", MACS_AXIS, TOP1_AXIS)
 
 
 def _best_under(table: pd.DataFrame, limit: float) -> dict[str, Any]:

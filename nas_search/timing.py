@@ -18,7 +18,7 @@ from torch import nn
 from supernet.nn.deploy import NOISY_SPREAD, Timing, check_runtime, measure
 from supernet.spaces.space import Arch
 
-from .results import write_csv
+from .results import records, write_csv
 
 LATENCY_CACHE = "latency.csv"
 _KEY = ("arch", "runtime", "quantize", "batch", "threads")
@@ -45,7 +45,7 @@ class Timer:
         if self.batch < 1:
             raise ValueError(f"latency batch: {self.batch} is not allowed; expected >= 1")
         if self.cache is not None and self.cache.is_file():
-            for r in pd.read_csv(self.cache, keep_default_na=False).to_dict("records"):
+            for r in records(pd.read_csv(self.cache, keep_default_na=False)):
                 self._rows[self._key(str(r["arch"]), r["quantize"] or None)] = r
 
     def _key(self, arch: str, quantize: str | None) -> tuple[Any, ...]:

@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 from supernet.data.datasets import (
-    _stratified_split,
-    augment,
+    Split,
     batches,
     calib_batches,
     images,
     load_data,
     normalize,
     resize,
+    stratified_split,
 )
 
 
@@ -71,7 +71,7 @@ def test_digits_are_real_three_channel_images_with_a_fixed_stratified_split():
 
 def test_split_indices_are_disjoint_and_cover_every_image():
     y = np.repeat(np.arange(10), [50 + 3 * c for c in range(10)])
-    parts = _stratified_split(y, [0.7, 0.15, 0.15], seed=4)
+    parts = stratified_split(y, [0.7, 0.15, 0.15], seed=4)
     joined = np.concatenate(parts)
     assert len(joined) == len(y) and len(np.unique(joined)) == len(y)
     for p, f in zip(parts, [0.7, 0.15, 0.15]):
@@ -208,20 +208,26 @@ def test_unknown_specs_list_the_allowed_ones(spec):
 def test_random_crop_and_flip_are_seeded_shifts_of_the_image():
     d = load_data("digits", 16)
     x = d.train.x[:8]
-    a = augment(x, d, torch.Generator().manual_seed(1))
-    assert torch.equal(a, augment(x, d, torch.Generator().manual_seed(1)))
-    assert not torch.equal(a, augment(x, d, torch.Generator().manual_seed(2)))
+    split = Split(x, torch.arange(8))  # the label names the image a crop came from
+
+    def crops(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return next(iter(batches(split, d, 8, seed=seed, train=True)))
+
+    a, rows = crops(1)
+    assert torch.equal(a, crops(1)[0]) and not torch.equal(a, crops(2)[0])
     p = d.pad
     padded = torch.nn.functional.pad(x, (p, p, p, p))
-    for i in range(len(x)):  # each output is a crop of the zero-padded original, unflipped
-        crops = [padded[i, :, dy:dy + 16, dx:dx + 16] for dy in range(2 * p + 1)
-                 for dx in range(2 * p + 1)]
-        assert any(torch.equal(a[i], c) for c in crops)
+    for out, i in zip(a, rows.tolist()):  # a crop of the zero-padded original, unflipped
+        cands = torch.stack([padded[i, :, dy:dy + 16, dx:dx + 16] for dy in range(2 * p + 1)
+                             for dx in range(2 * p + 1)])
+        assert any(torch.equal(out, c) for c in normalize(cands, d))
     d.flip, d.pad = True, 0
-    f = augment(x, d, torch.Generator().manual_seed(3))
-    flipped = [torch.equal(f[i], x[i].flip(-1)) for i in range(len(x))]
+    f, rows = crops(3)
+    flipped = [torch.equal(f[k], normalize(x[i:i + 1], d)[0].flip(-1))
+               for k, i in enumerate(rows.tolist())]
     assert any(flipped) and not all(flipped)
-    assert all(fl or torch.equal(f[i], x[i]) for i, fl in enumerate(flipped))
+    assert all(fl or torch.equal(f[k], normalize(x[i:i + 1], d)[0])
+               for k, (fl, i) in enumerate(zip(flipped, rows.tolist())))
 
 
 def test_train_batches_are_seeded_shuffled_and_split_over_ranks():

@@ -1,7 +1,7 @@
 """The HTML report (`nas-search report RUN... --html`, report.html in a run folder): its
 content without a browser (one front trace per run, greyed infeasible children, hover data,
 front tables with working nas-export commands, settings, offline), the same series in the
-PNG and notebook figures, and in headless Chromium: no console error, one front trace per
+PNG and HTML figures, and in headless Chromium: no console error, one front trace per
 run drawn, the hover shows the arch string, sorting by top-1 orders the table."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from nas_search.figures import (  # noqa: E402
     hypervolume_figure,
 )
 from nas_search.html_report import REPORT, write_report, write_run_report  # noqa: E402
-from nas_search.notebook import plot_all_children, plot_fronts  # noqa: E402
+from nas_search.plots import draw_children, draw_fronts  # noqa: E402
 from nas_search.report import read_runs  # noqa: E402
 from nas_search.testing import OracleEvaluator  # noqa: E402
 from supernet import load_space  # noqa: E402
@@ -93,15 +93,17 @@ def test_hover_data_formats_macs_params_and_latency():
     assert hover_data(rows.drop(columns="latency_ms"))[0, 3] == "n/a"
 
 
-def test_the_png_and_notebook_figures_draw_the_same_series(run_dirs):
+def test_the_png_and_html_figures_draw_the_same_series(run_dirs):
     runs = read_runs(run_dirs)
     fig = fronts_figure(runs.children)
-    ax = plot_fronts(runs.children)
+    ax = plt.subplots()[1]
+    draw_fronts(ax, runs.children)
     for line, trace in zip(ax.lines, [t for t in fig.data if t.meta["kind"] == FRONT]):
         assert line.get_label() == trace.name and to_hex(line.get_color()) == trace.line.color
         np.testing.assert_allclose(line.get_xdata(), trace.x)
         np.testing.assert_allclose(line.get_ydata(), trace.y)
-    ax = plot_all_children(runs.children)
+    ax = plt.subplots()[1]
+    draw_children(ax, runs.children)
     children = [t for t in fig.data if t.meta["kind"] != FRONT]
     assert [c.get_label() for c in ax.collections] == [t.name for t in children]
     for c, t in zip(ax.collections, children):

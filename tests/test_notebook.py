@@ -14,20 +14,12 @@ import matplotlib
 matplotlib.use("Agg")  # the unit tests draw off screen; the notebook's kernel picks its own
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from nas_search import SearchConfig, run_search  # noqa: E402
-from nas_search.notebook import (  # noqa: E402
-    best_per_budget,
-    budget_grid,
-    load_hypervolume,
-    load_runs,
-    plot_all_children,
-    plot_fronts,
-    plot_hypervolume,
-)
+from nas_search.notebook import best_per_budget, budget_grid  # noqa: E402
+from nas_search.report import read_runs  # noqa: E402
 from nas_search.testing import OracleEvaluator  # noqa: E402
 from supernet import load_space  # noqa: E402
 
@@ -100,34 +92,34 @@ def test_the_notebook_runs_against_two_searches_and_shows_figures(run_dirs, tmp_
 
 
 # ---- loading ---------------------------------------------------------------------------
-def test_load_runs_labels_every_child_with_its_run(run_dirs):
-    runs = load_runs(run_dirs)
+def test_read_runs_labels_every_child_with_its_run(run_dirs):
+    runs = read_runs(run_dirs).children
     assert list(runs["run"].unique()) == ["nsga2 (nsga2, seed 0)", "random (random, seed 0)"]
     assert len(runs) == 60 and (runs.groupby("run")["evaluation"].max() == 30).all()
     assert runs["pareto"].dtype == bool and runs["feasible"].dtype == bool
     assert (~runs["feasible"]).any()  # the accuracy floor of the nsga2 run bites
-    one = load_runs(str(run_dirs[1]))  # one folder as a plain string
+    one = read_runs(str(run_dirs[1])).children  # one folder as a plain string
     assert list(one["run"].unique()) == ["random (random, seed 0)"]
 
 
-def test_load_runs_tells_apart_folders_of_the_same_name(run_dirs, tmp_path):
+def test_read_runs_tells_apart_folders_of_the_same_name(run_dirs, tmp_path):
     twin = tmp_path / "nsga2"
     twin.mkdir()
     for f in run_dirs[0].iterdir():
         (twin / f.name).write_bytes(f.read_bytes())
-    labels = load_runs([run_dirs[0], twin])["run"].unique()
+    labels = read_runs([run_dirs[0], twin]).children["run"].unique()
     assert list(labels) == [f"{run_dirs[0]} (nsga2, seed 0)", f"{twin} (nsga2, seed 0)"]
 
 
-def test_load_runs_refuses_an_unfinished_run(tmp_path):
+def test_read_runs_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(ValueError, match="is not a finished nas-search run"):
-        load_runs([tmp_path])
+        read_runs([tmp_path])
     with pytest.raises(ValueError, match="no out folder"):
-        load_runs([])
+        read_runs([])
 
 
-def test_load_hypervolume_is_the_summary_history(run_dirs):
-    history = load_hypervolume(run_dirs)
+def test_read_runs_history_is_the_summary_history(run_dirs):
+    history = read_runs(run_dirs).history
     for d in run_dirs:
         saved = json.loads((d / "summary.json").read_text())["hypervolume"]["history"]
         rows = history[history["run"].str.startswith(d.name)]
@@ -174,39 +166,3 @@ def test_the_default_budgets_span_the_children_and_admit_every_one():
     table = best_per_budget(children)
     assert list(table["max_macs"].unique()) == grid
     assert table["arch"].iloc[-2:].tolist() == ["a4", "b2"]  # the overall best of each run
-
-
-# ---- figures -----------------------------------------------------------------------------
-def test_plot_fronts_draws_one_front_line_per_run(run_dirs):
-    runs = load_runs(run_dirs)
-    ax = plot_fronts(runs)
-    assert len(ax.lines) == 2
-    for line, (label, rows) in zip(ax.lines, runs.groupby("run", sort=False)):
-        front = rows[rows["pareto"]].sort_values("macs")
-        assert line.get_label().startswith(label)
-        np.testing.assert_allclose(line.get_xdata(), front["macs"] / 1e6)
-        np.testing.assert_allclose(line.get_ydata(), front["top1"] * 100)
-    assert ax.get_title() and ax.get_xlabel() == "MACs (millions)"
-    assert ax.get_ylabel() == "top-1 accuracy (%)" and ax.get_legend() is not None
-
-
-def test_plot_hypervolume_draws_one_curve_per_run_on_a_given_axes(run_dirs):
-    history = load_hypervolume(run_dirs)
-    _, given = plt.subplots()
-    ax = plot_hypervolume(history, ax=given)
-    assert ax is given and len(ax.lines) == 2
-    first = history[history["run"] == history["run"].iloc[0]]
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), first["evaluations"])
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), first["hypervolume"])
-    assert ax.get_title() and ax.get_xlabel() == "evaluations" and ax.get_legend() is not None
-
-
-def test_plot_all_children_shows_every_child_once(run_dirs):
-    runs = load_runs(run_dirs)
-    ax = plot_all_children(runs)
-    # nsga2: feasible and infeasible children; random: feasible ones only
-    assert len(ax.collections) == 3
-    assert sum(len(c.get_offsets()) for c in ax.collections) == len(runs)
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[1] == "nsga2 (nsga2, seed 0): infeasible"

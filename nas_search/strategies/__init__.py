@@ -1,8 +1,17 @@
 """Search strategies, one plain dict: name -> Strategy(name, run, options dataclass). Each runs
 as `run(session, options)` and returns the session's results table."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from . import assisted, coarse2fine, many_objective, nsga2, random
 from .base import Strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..session import Session
 
 STRATEGIES: dict[str, Strategy] = {
     "assisted": assisted.STRATEGY,
@@ -18,7 +27,7 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def run_strategy(name: str, session, **options):
+def run_strategy(name: str, session: Session, **options: Any) -> pd.DataFrame:
     """Run strategy `name` on `session` with keyword settings of its options dataclass."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy: {name!r} is unknown; choose from {sorted(STRATEGIES)}")

@@ -22,6 +22,7 @@ from math import comb
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pymoo.algorithms.moo.moead import MOEAD
 from pymoo.algorithms.moo.nsga3 import NSGA3
@@ -64,15 +65,18 @@ class Options:
             raise ValueError(f"n_neighbors: {self.n_neighbors} is not allowed; expected >= 2")
 
 
-def reference_directions(n_obj: int, at_most: int) -> np.ndarray:
+def reference_directions(n_obj: int, at_most: int) -> npt.NDArray[np.float64]:
     """The finest Das-Dennis lattice on the `n_obj`-simplex with at most `at_most` points."""
     partitions = 1
     while comb(partitions + 1 + n_obj - 1, n_obj - 1) <= at_most:
         partitions += 1
-    return get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
+    dirs: npt.NDArray[np.float64] = get_reference_directions("das-dennis", n_obj,
+                                                             n_partitions=partitions)
+    return dirs
 
 
-class FeasibleSampling(Sampling):
+# pymoo ships no type information: its classes are Any
+class FeasibleSampling(Sampling):  # type: ignore[misc]
     """The first population: the smallest and largest child, then uniform children that
     meet the cost constraints and that this run has not seen (rejections counted)."""
 
@@ -81,7 +85,8 @@ class FeasibleSampling(Sampling):
         self.session = session
         self.rng = np.random.default_rng(session.seed)
 
-    def _do(self, problem, n_samples, *args, **kwargs):
+    def _do(self, problem: Any, n_samples: int, *args: Any,
+            **kwargs: Any) -> npt.NDArray[np.int64]:
         first = extremes(self.session)[:n_samples]
         archs = first + sample_new(self.session, n_samples - len(first), self.rng, taken=first)
         if not archs:
@@ -99,7 +104,8 @@ class PenaltyProblem(ArchProblem):
         super().__init__(session)
         self.n_ieq_constr = 0
 
-    def _evaluate(self, X, out, *args, **kwargs):
+    def _evaluate(self, X: npt.NDArray[Any], out: dict[str, Any], *args: Any,
+                  **kwargs: Any) -> None:
         space = self.session.problem.space
         table = self.score([space.decode(x) for x in np.asarray(X).astype(int)])
         F = self.session.problem.objective_matrix(table)

@@ -11,8 +11,9 @@ from typing import Any
 
 from ..nn.model import ElasticSupernet
 from ..spaces.space import Arch
+from ..utils import file_sha256
 from . import attentivenas, ofa
-from .reading import read_state_dict, sha256
+from .reading import read_state_dict
 
 # kind -> the module that knows its keys, child configs and preprocessing
 _PEERS: dict[str, ModuleType] = {"attentivenas": attentivenas, "alphanet": attentivenas,
@@ -48,7 +49,7 @@ def convert(kind: str, path: str | Path,
         raise ValueError(f"{e}{_fits_other(kind, theirs)}") from None
     net.load_state_dict(mapped)
     net.eval()
-    source = {"kind": kind, "file": Path(path).name, "sha256": sha256(path)}
+    source = {"kind": kind, "file": Path(path).name, "sha256": file_sha256(path)}
     return net, {"source": source, "preprocessing": peer.preprocessing(kind)}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 
@@ -11,15 +10,6 @@ import torch
 # where distributed files keep the weights, tried in this order
 _WRAPPERS = ("state_dict", "model")
 _DDP = "module."
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (supernet files are ~100 MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_file(path: str | Path, trust_pickle: bool = False) -> object:

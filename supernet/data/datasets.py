@@ -79,7 +79,7 @@ class DataSet:
         return isinstance(self.train, FolderSplit)
 
 
-def _stratified_split(y: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
+def stratified_split(y: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
     """Indices of a seeded, class-stratified split into len(fractions) parts."""
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[] for _ in fractions]
@@ -105,7 +105,7 @@ def _split(x: np.ndarray, y: np.ndarray, base: int) -> Split:
 
 
 def _holdout(x, y, val_fraction: float, seed: int, base: int) -> tuple[Split, Split]:
-    tr, va = _stratified_split(y, [1 - val_fraction, val_fraction], seed)
+    tr, va = stratified_split(y, [1 - val_fraction, val_fraction], seed)
     return _split(x[tr], y[tr], base), _split(x[va], y[va], base)
 
 
@@ -117,7 +117,7 @@ def _digits(base: int, seed: int) -> DataSet:
     img = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
     x = np.repeat(img[..., None], 3, axis=-1)
     y = d.target.astype(np.int64)
-    tr, va, te = _stratified_split(y, [0.7, 0.15, 0.15], seed)
+    tr, va, te = stratified_split(y, [0.7, 0.15, 0.15], seed)
     # No flips (a mirrored 2 is no 2), but a small random crop: base/16 pixels of
     # padding is half a source pixel at 32 px, a shift a digit survives.
     return DataSet("digits", _split(x[tr], y[tr], base), _split(x[va], y[va], base),
@@ -254,11 +254,6 @@ def _pad_params(n: int, data: DataSet, g: torch.Generator):
     if data.flip:
         flip = torch.rand(n, generator=g) < 0.5
     return dy, dx, flip
-
-
-def augment(x: torch.Tensor, data: DataSet, g: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding and (where the data suits it) horizontal flip."""
-    return _pad_crop_flip(x, data, *_pad_params(len(x), data, g))
 
 
 def _batch(split: Split | FolderSplit, data: DataSet, idx: torch.Tensor, seed: int | None,

@@ -72,7 +72,7 @@ def read_child(path: str | Path) -> ChildFile:
                      d.get("metrics", {}), d.get("source", {}))
 
 
-def build_child(space: SearchSpace, arch: Arch, fold_els: bool = True) -> nn.Module:
+def build_child(space: SearchSpace, arch: Arch, fold_els: bool = True) -> nn.Sequential:
     """The untrained layer structure of child `arch` (what `export` returns)."""
     return ElasticSupernet(space, zero_init_residual_bn=False).export(arch, fold_els)
 

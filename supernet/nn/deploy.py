@@ -77,8 +77,10 @@ def onnx_bytes(child: nn.Module, resolution: int) -> bytes:
     with warnings.catch_warnings():
         # the TorchScript exporter: under a second here, against 10-30 s for torch.export's
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(child.eval(), (x,), buf, input_names=["input"],
-                          output_names=["logits"], dynamo=False,
+        # the TorchScript exporter (dynamo=False) writes to a file object too; torch's
+        # annotation names paths only
+        torch.onnx.export(child.eval(), (x,), buf,  # type: ignore[arg-type]
+                          input_names=["input"], output_names=["logits"], dynamo=False,
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return buf.getvalue()
 

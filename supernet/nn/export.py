@@ -7,6 +7,8 @@ them merges into the next dense 1x1 conv (SCARLET-NAS supplement, Eq. 4):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -46,6 +48,7 @@ def _conv(dyn: DynamicConv2d, c_in: int, c_out: int, k: int = 1) -> nn.Conv2d:
     conv = nn.Conv2d(c_in, c_out, k, dyn.stride, k // 2, groups=groups, bias=b is not None)
     conv.weight.copy_(w)
     if b is not None:
+        assert conv.bias is not None  # made with bias=True just above
         conv.bias.copy_(b)
     return conv
 
@@ -54,6 +57,7 @@ def _bn(dyn: DynamicBatchNorm2d, c: int) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(c, eps=dyn.eps, momentum=dyn.momentum)
     for name, t in dyn.sliced(c).items():
         getattr(bn, name).copy_(t)
+    assert bn.num_batches_tracked is not None  # made tracking running statistics
     bn.num_batches_tracked.copy_(dyn.num_batches_tracked)
     return bn
 
@@ -102,15 +106,16 @@ def _block(blk, p: BlockPlan, space) -> nn.Module:
 def _fold_target(m: nn.Module) -> nn.Sequential | None:
     """The container whose [0] is a dense 1x1 conv reading all of `m`'s input and whose
     [1] is that conv's BN; None when an ELS before `m` cannot merge into it."""
+    seq: nn.Module | None = m
     if isinstance(m, MBConv):
         # a residual reads the input too; without expansion the first conv is depthwise
-        m = m.body if m.shortcut is None else None
-    if not isinstance(m, nn.Sequential) or len(m) < 2:
+        seq = m.body if m.shortcut is None else None
+    if not isinstance(seq, nn.Sequential) or len(seq) < 2:
         return None
-    conv, bn = m[0], m[1]
+    conv, bn = seq[0], seq[1]
     dense_1x1 = (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
                  and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1))
-    return m if dense_1x1 and isinstance(bn, nn.BatchNorm2d) else None
+    return seq if dense_1x1 and isinstance(bn, nn.BatchNorm2d) else None
 
 
 def _merge(els: ELS, target: nn.Sequential) -> None:
@@ -118,8 +123,14 @@ def _merge(els: ELS, target: nn.Sequential) -> None:
 
     The merged conv gets no bias: its constant W2 (beta - scale * mean) is taken off
     target[1]'s running mean instead, exact for the eval-mode BN that follows it."""
-    conv1, bn1 = els
-    conv2, bn2 = target[0], target[1]
+    # torch types a Sequential's items as Module: an ELS is (Conv2d, BatchNorm2d) as
+    # `_skip` made it, and `_fold_target` checked the target's first two
+    first, second = els
+    conv1, bn1 = cast(nn.Conv2d, first), cast(nn.BatchNorm2d, second)
+    conv2, bn2 = cast(nn.Conv2d, target[0]), cast(nn.BatchNorm2d, target[1])
+    # exported BNs track running statistics (torch types them as optional)
+    assert bn1.running_mean is not None and bn1.running_var is not None
+    assert bn2.running_mean is not None
     scale = bn1.weight.double() / torch.sqrt(bn1.running_var.double() + bn1.eps)
     shift = bn1.bias.double() - scale * bn1.running_mean.double()
     if conv1.bias is not None:
@@ -132,6 +143,7 @@ def _merge(els: ELS, target: nn.Sequential) -> None:
                        bias=conv2.bias is not None).to(conv2.weight)
     merged.weight.copy_(w[:, :, None, None])
     if conv2.bias is not None:
+        assert merged.bias is not None  # made with a bias where conv2 has one
         merged.bias.copy_(conv2.bias)
     bn2.running_mean.sub_((w2 @ shift).to(bn2.running_mean))
     target[0] = merged
@@ -143,10 +155,13 @@ def fold_els_layers(child: nn.Sequential) -> nn.Sequential:
     conv where only that conv reads it (next ELS, expand conv of a block without residual,
     head conv); folded ELS become Identity, so block i stays layer i. Exact in eval mode
     only: train or recalibrate BN before folding. Returns `child`."""
-    _, blocks, head = child
+    _, seq, head = child
+    blocks = cast(nn.Sequential, seq)  # export_child's (stem, blocks, head): a Sequential
     for i, blk in enumerate(blocks):  # in order: a run folds forward into its last ELS
+        if not isinstance(blk, ELS):
+            continue
         nxt = blocks[i + 1] if i + 1 < len(blocks) else head
-        target = _fold_target(nxt) if isinstance(blk, ELS) else None
+        target = _fold_target(nxt)
         if target is not None:
             _merge(blk, target)
             blocks[i] = nn.Identity()

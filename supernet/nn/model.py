@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +37,12 @@ class DynamicBlock(nn.Module):
         act = act_fn(p.act)
         h = x
         if p.has_expand:
+            # a plan expands only in a block built expandable (its largest plan expands)
+            assert self.expand_conv is not None and self.expand_bn is not None
             h = act(self.expand_bn(self.expand_conv(h, p.mid)))
         h = act(self.dw_bn(self.dw_conv(h, k=p.kernel)))
         if p.se:
+            assert self.se is not None  # likewise: SE only in a block built with it
             h = self.se(h, p.se)
         h = self.project_bn(self.project_conv(h, p.c_out))
         if p.residual:
@@ -46,6 +50,7 @@ class DynamicBlock(nn.Module):
             if p.shortcut_pool:
                 sc = shortcut_pool(sc, p.stride)
             if p.shortcut_conv:
+                assert self.shortcut_conv is not None  # the plan's block was built with it
                 sc = self.shortcut_conv(sc, p.c_out)
             h = h + sc
         return h
@@ -63,7 +68,7 @@ class SkipChoice(nn.Module):
         els = p.kind != PURE_SKIP
         self.conv = DynamicConv2d(p.c_in, p.c_out, 1, p.stride) if els else None
         self.bn = DynamicBatchNorm2d(p.c_out) if els else None
-        if els:
+        if self.conv is not None:  # ELS
             # Start as the identity on the channels it keeps: every other choice of a
             # residual layer starts as one too (zero-initialised last BN), so the paths a
             # single-path step mixes agree at first. A random 1x1 map here scrambled the
@@ -78,6 +83,7 @@ class SkipChoice(nn.Module):
     def forward(self, x: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """The skip of plan `p`: ELS (conv + BN) or pool and zero channels."""
         if self.conv is not None:
+            assert self.bn is not None  # made together with the conv
             return self.bn(self.conv(x, p.c_out))
         if p.stride > 1:
             x = F.avg_pool2d(x, p.stride, p.stride, ceil_mode=True, count_include_pad=False)
@@ -113,7 +119,7 @@ class ElasticSupernet(nn.Module):
         if space.head_style == "mbv3":
             self.final_conv = DynamicConv2d(mx.last_width, mx.head_mid)
             self.final_bn = DynamicBatchNorm2d(mx.head_mid)
-            self.mix_conv = DynamicConv2d(mx.head_mid, mx.head_width)
+            self.mix_conv: DynamicConv2d | None = DynamicConv2d(mx.head_mid, mx.head_width)
         else:
             self.final_conv = DynamicConv2d(mx.last_width, mx.head_width)
             self.final_bn = DynamicBatchNorm2d(mx.head_width)
@@ -130,20 +136,23 @@ class ElasticSupernet(nn.Module):
     def _zero_init_residual_bn(self) -> None:
         # BigNAS: every residual block starts as the identity, so deep children train
         # like shallow ones at first. Only blocks that always have a shortcut qualify.
+        # torch types the items of a ModuleList as Module: stages hold DynamicBlocks
         for stage in self.stages:
-            for i, blk in enumerate(stage):
+            for i, blk in enumerate(cast(nn.ModuleList, stage)):
                 if i > 0 or self.space.shortcut == "always":
-                    nn.init.zeros_(blk.project_bn.weight)
+                    nn.init.zeros_(cast(DynamicBlock, blk).project_bn.weight)
         for ops in _layer_plans(self.space, max(self.space.stem_widths)):
             for p in ops.values():
-                if p.residual:
-                    nn.init.zeros_(self.block(p).project_bn.weight)
+                if p.residual:  # a residual choice is an MBConv block, never a skip
+                    nn.init.zeros_(cast(DynamicBlock, self.block(p)).project_bn.weight)
 
     def block(self, p: BlockPlan) -> nn.Module:
         """The supernet module that runs block `p` of a child."""
+        # torch types the items of a ModuleList as Module: layers hold ModuleDicts,
+        # stages ModuleLists
         if p.op:
-            return self.layers[p.stage][_block_key(self.space, p)]
-        return self.stages[p.stage][p.index]
+            return cast(nn.ModuleDict, self.layers[p.stage])[_block_key(self.space, p)]
+        return cast(nn.ModuleList, self.stages[p.stage])[p.index]
 
     def plan(self, arch: Arch) -> ChildPlan:
         """The resolved layer shapes of `arch` (validated once, then cached)."""

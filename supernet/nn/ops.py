@@ -140,6 +140,11 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     how BN calibration of a child works (see `supernet.training.train.calibrate_bn`).
     """
 
+    # always kept (track_running_stats): torch types them as optional
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """BN over the channels of `x`, the first C of the running statistics."""
         c = x.shape[1]

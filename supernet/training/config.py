@@ -187,6 +187,10 @@ def with_recipe(cfg: TrainConfig) -> TrainConfig:
 def check_config(cfg: TrainConfig) -> None:
     """Raise ValueError naming the first field outside its allowed range."""
     cfg = with_recipe(cfg)
+    assert (cfg.lr is not None and cfg.warmup_epochs is not None  # with_recipe fills them
+            and cfg.label_smoothing is not None and cfg.weight_decay is not None
+            and cfg.grad_clip is not None and cfg.teacher_warmup is not None
+            and cfg.floor_at is not None)
     rules = [
         ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "an integer >= 1"),
         ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1,
@@ -224,6 +228,7 @@ def check_config(cfg: TrainConfig) -> None:
     parse_device(cfg.device)
     check_tensorboard(cfg.tensorboard)
     if cfg.method == "progressive-shrinking":
+        assert cfg.epochs is not None  # an integer: the rules above checked it
         phases(cfg.epochs)  # one epoch per phase at least
 
 

@@ -98,6 +98,9 @@ def _on(loader, device: torch.device, channels_last: bool):
 def _calibrated(net: ElasticSupernet, arch: Arch, data: DataSet, cfg: TrainConfig,
                 device: torch.device, splits: dict[str, Any]) -> dict[str, EvalResult]:
     """Recalibrate BN for `arch` on the fixed training images, then evaluate each split."""
+    # the values in force (resolved)
+    assert cfg.batch_size is not None and cfg.workers is not None
+    assert cfg.channels_last is not None
     bs = min(512, 2 * cfg.batch_size)  # one process evaluates: a bounded batch
     with autocast(device, cfg.bf16):
         calibrate_bn(net, arch, _on(calib_batches(data, cfg.calib_images, bs, device=device,
@@ -136,6 +139,7 @@ def train(cfg: TrainConfig) -> Path:
     d = setup(cfg.device)
     log: RunLogger = NullLogger()
     try:
+        assert cfg.batch_size is not None  # the recipe's where unset (resolved)
         if cfg.batch_size % d.world or len(data.train) < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} must divide over {d.world} "
                              f"processes and fit the {len(data.train)} training images")
@@ -153,6 +157,10 @@ def train(cfg: TrainConfig) -> Path:
 
 def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path,
          prev: dict | None, log: RunLogger) -> None:
+    # the values in force: resolved() filled the recipe's fields and the automatic choices
+    assert (cfg.epochs is not None and cfg.batch_size is not None and cfg.schedule is not None
+            and cfg.warmup_epochs is not None and cfg.floor_at is not None
+            and cfg.workers is not None)
     torch.manual_seed(cfg.seed)  # weight initialisation
     net = ElasticSupernet(space)
     if prev is not None:
@@ -216,7 +224,7 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
         if d.world > 1:
             dist.all_reduce(sums)
         skipped = int(sums[2].item())
-        sums = (sums / (steps * d.world)).tolist()
+        means = (sums / (steps * d.world)).tolist()
         train_s = time.perf_counter() - t0
         if lead:
             t1 = time.perf_counter()
@@ -228,8 +236,8 @@ def _run(cfg: TrainConfig, space: SearchSpace, data: DataSet, d: Dist, out: Path
                     splits["test"] = data.test
                 res[tag] = _calibrated(net, arch, data, cfg, d.device, splits)
             eval_s = time.perf_counter() - t1
-            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "loss": sums[0],
-                   "kd_loss": sums[1], "lr": opt.param_groups[0]["lr"], "train_s": train_s,
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "loss": means[0],
+                   "kd_loss": means[1], "lr": opt.param_groups[0]["lr"], "train_s": train_s,
                    "eval_s": eval_s, "val_top1_min": res["min"]["val"].top1,
                    "val_top1_max": res["max"]["val"].top1, "skipped_images": skipped}
             history.append(row)
