@@ -269,3 +269,15 @@ def test_many_objective_strategies_run_three_objectives(name, make_session):
     assert session.counts.evaluated == 60 == len(table)
     assert (table["macs"] <= MAX_MACS).all()
     assert session.history[-1]["hypervolume"] > 0
+
+
+def test_coarse_to_fine_runs_on_the_ofa_family():
+    ofa = load_space("ofa-mbv3-w10")
+    grid = coarse_grid(ofa)
+    # every layer of a stage takes the stage's kernel and expand in the coarse grid
+    assert all(len(set(st.kernel)) == 1 and len(set(st.expand)) == 1
+               for a in grid for st in a.stages)
+    problem = SearchProblem(ofa, constraints=Constraints(max_macs=300e6), targets=(300e6,))
+    session = Session(problem, CountingOracle(ofa), strategy="coarse2fine", budget=40, seed=0)
+    table = run_strategy("coarse2fine", session)
+    assert len(table) == 40 and (table["macs"] <= 300e6).all()

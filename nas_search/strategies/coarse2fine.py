@@ -63,9 +63,11 @@ def coarse_grid(space: SearchSpace, resolutions: int = 5, depths: int = 4, width
         large = set(elastic[len(elastic) - _levels(len(elastic) + 1, kernels)[k]:])
         for i, s in enumerate(space.stages):
             big_kernel = i in large
-            vec += [_levels(len(s.widths), widths)[w], _levels(len(s.depths), depths)[d],
-                    len(s.kernels) - 1 if big_kernel else 0,
-                    _levels(len(s.expands), widths)[w]]
+            kernel, expand = (len(s.kernels) - 1 if big_kernel else 0,
+                              _levels(len(s.expands), widths)[w])
+            vec += [_levels(len(s.widths), widths)[w], _levels(len(s.depths), depths)[d]]
+            # OFA's per-layer genes: every layer of the stage takes the stage's choice
+            vec += [kernel, expand] * (max(s.depths) if space.per_layer else 1)
         vec.append(_levels(len(space.head_widths), widths)[w])
         out.setdefault(space.decode(vec), None)
     return list(out)
@@ -160,10 +162,10 @@ def run(session: Session, options: Options | None = None) -> pd.DataFrame:
     o = options or Options()
     rng = np.random.default_rng(session.seed)
     problem = session.problem
-    if problem.space.family != "stagewise":
+    if problem.space.family == "layerwise":
         raise ValueError(f"strategy coarse2fine: its grid is over stage-wise depth, width and "
                          f"kernel; space {problem.space.name!r} is {problem.space.family} "
-                         "(use nsga2, random or assisted)")
+                         "(use nsga2, random, assisted or a many-objective strategy)")
     targets: list[float | None] = list(problem.targets) or [None]
     loosest = max(problem.targets) if problem.targets else None
     grid = [a for a in coarse_grid(problem.space, o.resolutions, o.depths, o.widths, o.kernels)
