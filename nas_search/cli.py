@@ -142,7 +142,7 @@ def _search(argv: Sequence[str]) -> int:
               f"{session.step} {session.step_label}s, {h['feasible']} feasible, "
               f"HV {h['hypervolume']:.4f}, {session.elapsed_s:.0f} s")
         print(f"wrote {cfg.out}/: results.csv front.csv summary.json pareto.png "
-              "hypervolume.png")
+              "hypervolume.png report.html")
         for target, best in best_per_target(session.table(), session.problem).items():
             where = "overall" if target == "all" else f"under {target} MACs"
             if best is None:
