@@ -25,6 +25,21 @@ random, nsga2, assisted and coarse2fine compared over many seeds on that evaluat
 Needs CIFAR-10 data, any cifar10:/npz:/folder: spec; nothing is downloaded. The figures in
 docs/benchmarks.md were measured on a 10,000 / 2,000 image subset of the CIFAR-10 training
 images (an npz folder); docs/data.md says how to get CIFAR-10 and make one.
+
+Three objectives (--objectives top1,macs,latency): pymoo's many-objective strategies
+(agemoea, nsga3, unsga3, moead, smsemoa) beside nsga2, the baseline, and random, in one
+hypervolume frame (top-1, MACs and latency of the smallest and largest child under the
+evaluator), over --seeds seeds with --budget evaluations each:
+- top-1 from the supernet itself (BN calibration on --calib-images training images), each
+  child's row cached by arch in DIR/evaluations.csv and shared by every strategy and seed
+  (the evaluator is deterministic: a child scores the same in every run);
+- latency predicted by a latency lookup table (--latency-table, built for the whole space
+  in --latency-runtime first when the file is missing): no child is timed;
+- printed: mean +- std of the final hypervolume per strategy and its ratio to nsga2's.
+
+    python benchmarks/search_efficiency.py --objectives top1,macs,latency --data digits \
+        --supernet runs/bench/digits-tiny --latency-table runs/bench/latency-tiny-ort.csv \
+        --seeds 10 --budget 100 --pop-size 20 --calib-images 64
 """
 
 from __future__ import annotations
@@ -39,7 +54,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from nas_search import SearchProblem, Session, SupernetEvaluator
-from nas_search.pareto import hypervolume_curve
+from nas_search.pareto import hypervolume_curve, table_hypervolume
 from nas_search.problem import HVFrame
 from nas_search.results import best_first, read_results, write_csv
 from nas_search.strategies import run_strategy
@@ -159,6 +174,93 @@ def _fmt_evals(values: list[float]) -> str:
     return "never" if not np.isfinite(med) else f"{med:.0f}"
 
 
+MANY = ("nsga2", "agemoea", "nsga3", "unsga3", "moead", "smsemoa", "random")
+
+
+def latency_table(space, path: Path, runtime: str, threads: int):
+    """The latency table at `path` for the whole space (built in `runtime` first, when the
+    file is missing or lacks layers)."""
+    from predictors.latency import (
+        LatencyTable,
+        build_latency_table,
+        covering_archs,
+        read_table,
+        save_table,
+    )
+
+    existing = read_table(path) if path.is_file() else None
+    if existing is not None:
+        table = LatencyTable(space, existing, runtime)
+        if not table.missing(covering_archs(space)):
+            return table, 0.0
+    t = time.perf_counter()
+    frame = build_latency_table(space, runtime=runtime, threads=threads, existing=existing,
+                                progress=True)
+    save_table(frame, path)
+    return LatencyTable(space, frame, runtime), time.perf_counter() - t
+
+
+def three_objectives(args) -> None:
+    """The 3-objective comparison (see the module doc)."""
+    out = Path(args.supernet)
+    ckpt = supernet_checkpoint(out, args.data, args.epochs)
+    real = CachedEvaluator(SupernetEvaluator.from_checkpoint(
+        ckpt, data=args.data, device="cpu", threads=args.threads,
+        calib_images=args.calib_images, val_images=args.val_images), out / "evaluations.csv")
+    space = real.space
+    table_path = Path(args.latency_table
+                      or out / f"latency-{space.name}-{args.latency_runtime}.csv")
+    table, built_s = latency_table(space, table_path, args.latency_runtime, args.threads)
+    objectives = ("top1", "macs", "latency")
+    problem = SearchProblem(space, objectives, latency_fn=table.predict)
+    ends = [space.min_arch(), space.max_arch()]
+    rows = real.evaluate(ends)
+    rows["macs"] = [problem.cost(a)[0] for a in ends]
+    rows["latency_ms"] = [table.predict(a) for a in ends]
+    frame = HVFrame.from_rows(objectives, rows, f"smallest and largest child under {real.name}")
+    problem = SearchProblem(space, objectives, latency_fn=table.predict, hv_frame=frame,
+                            latency_ref_ms=float(rows["latency_ms"].max()))
+    print(f"supernet {ckpt}; evaluator {real.name} (BN calibration on {real.inner.calib_images}"
+          f" training images, top-1 on {real.inner.val_images} val images, rows cached in "
+          f"{real.path})", flush=True)
+    print(f"latency: table {table_path} ({table.runtime}, {len(table.ms)} layer entries"
+          + (f", built in {built_s:.0f} s" if built_s else ", reused") + ")", flush=True)
+    print(f"frame: top-1 {100 * frame.nadir[0]:.2f}% -> {100 * frame.ideal[0]:.2f}%, MACs "
+          f"{format_count(frame.ideal[1])} -> {format_count(frame.nadir[1])}, latency "
+          f"{frame.ideal[2]:.3f} -> {frame.nadir[2]:.3f} ms", flush=True)
+
+    names = args.strategies.split(",")
+    final: dict[str, list[float]] = {}
+    evals: dict[str, list[int]] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        options = {"pop_size": args.pop_size} if args.pop_size and name != "random" else {}
+        t0, before = time.perf_counter(), real.evaluated
+        for seed in range(args.seeds):
+            session = Session(problem, real, strategy=name, budget=args.budget, seed=seed)
+            result = run_strategy(name, session, **options)
+            final.setdefault(name, []).append(table_hypervolume(result, problem))
+            evals.setdefault(name, []).append(len(result))
+        seconds[name] = time.perf_counter() - t0
+        print(f"  {name:<8} {args.seeds} seeds x {args.budget} evaluations in "
+              f"{seconds[name]:.0f} s ({real.evaluated - before} new supernet evaluations, "
+              "the rest from the cache)", file=sys.stderr, flush=True)
+
+    base = np.mean(final["nsga2"]) if "nsga2" in final else float("nan")
+    print(f"\nfinal hypervolume (top-1, MACs, latency), {args.seeds} seeds x {args.budget} "
+          f"evaluations, population {args.pop_size or 'default'}:")
+    print(f"{'strategy':<9} {'mean':>7} {'std':>7} {'min':>7} {'max':>7} {'/ nsga2':>8} "
+          f"{'evals per run':>13} {'s per run':>9}")
+    for name in names:
+        v = np.array(final[name])
+        print(f"{name:<9} {v.mean():>7.4f} {v.std(ddof=1) if len(v) > 1 else 0.0:>7.4f} "
+              f"{v.min():>7.4f} {v.max():>7.4f} {v.mean() / base:>8.3f} "
+              f"{np.mean(evals[name]):>13.1f} {seconds[name] / args.seeds:>9.1f}")
+    print("(evals per run below the budget: the strategy stopped before spending it, as "
+          "pymoo's strategies do after `patience` asks in a row bring no unseen child)")
+    print(f"\n{real.evaluated} supernet evaluations in all (cached rows reused across runs)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True,
@@ -181,7 +283,26 @@ def main() -> None:
     p.add_argument("--pool-minutes", type=float, default=float("inf"),
                    help="stop scoring the pool after this long (the rest later, cached)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--objectives", default="top1,macs",
+                   help="top1,macs: the comparison above; top1,macs,latency: the "
+                        "3-objective comparison of the many-objective strategies")
+    p.add_argument("--strategies", default=",".join(MANY), help="3 objectives: which")
+    p.add_argument("--budget", type=int, default=100, help="3 objectives: per run")
+    p.add_argument("--pop-size", type=int, default=20,
+                   help="3 objectives: every population strategy's (0: their defaults)")
+    p.add_argument("--calib-images", type=int, default=64, help="3 objectives")
+    p.add_argument("--val-images", type=int, help="3 objectives (default: all of val)")
+    p.add_argument("--latency-table", help="3 objectives: CSV (built when missing; default "
+                                           "DIR/latency-SPACE-RUNTIME.csv)")
+    p.add_argument("--latency-runtime", choices=("onnxruntime", "torch"),
+                   default="onnxruntime", help="3 objectives: the table's runtime")
     args = p.parse_args()
+    if args.objectives == "top1,macs,latency":
+        with torch_threads(args.threads):
+            three_objectives(args)
+        return
+    if args.objectives != "top1,macs":
+        p.error("--objectives: top1,macs or top1,macs,latency")
 
     with torch_threads(args.threads):
         out = Path(args.supernet)

@@ -7,12 +7,14 @@ import itertools
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from predictors.latency import (
     NETWORK,
+    SCALE,
     LatencyTable,
     MissingEntryError,
     build_latency_table,
@@ -165,3 +167,104 @@ def test_a_full_table_predicts_every_child_of_the_space():
     children = _all_children(SMALL)
     assert table.missing(children) == []
     assert all(np.isfinite(table.predict(a)) for a in children[::50])
+
+
+# ---- tables of onnxruntime latency --------------------------------------------------------
+@pytest.fixture(scope="module")
+def ort_lazy():
+    """An onnxruntime table of three children of `tiny` at 24 px, quickly timed."""
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    archs = [replace(TINY.min_arch(), resolution=24)] + [
+        replace(TINY.sample(rng), resolution=24) for _ in range(2)]
+    frame = build_latency_table(TINY, archs, resolutions=[24], warmup=3, repeats=20,
+                                calibration=3, runtime="onnxruntime")
+    return archs, frame
+
+
+def test_an_onnxruntime_table_times_each_layer_once_and_says_so(ort_lazy):
+    archs, frame = ort_lazy
+    keys = {k for a in archs for k in layer_keys(TINY, a)}
+    assert frame["key"].is_unique and set(frame["key"]) == keys | {NETWORK, SCALE}
+    assert (frame[frame["kind"] != NETWORK]["ms"] > 0).all()
+    assert frame["runtime"].eq("onnxruntime").all() and frame["threads"].eq(1).all()
+    assert frame["device"].iloc[0] in ("cpu", "cuda")
+    table = LatencyTable(TINY, frame, "onnxruntime")
+    assert table.runtime == "onnxruntime" and 0 < table.scale < 5
+    ms = dict(zip(frame["key"], frame["ms"]))
+    for a in archs:  # the layers' sum, scaled, plus the constant
+        want = ms[SCALE] * sum(ms[k] for k in layer_keys(TINY, a)) + ms[NETWORK]
+        assert table.predict(a) == pytest.approx(want) and table.predict(a) > 0
+
+
+def test_layer_onnx_is_the_layer(ort_lazy):
+    from predictors.latency import _modules, layer_onnx
+    from supernet import ElasticSupernet
+    from supernet.nn.deploy import ort_session
+
+    arch = ort_lazy[0][1]
+    child = ElasticSupernet(TINY).eval().export(arch)
+    x = torch.randn(2, 3, 24, 24)
+    stem, block = _modules(child)[:2]
+    h = stem(x)
+    sess = ort_session(layer_onnx(block, (1, *h.shape[1:])))
+    got = sess.run(None, {"input": h.detach().numpy()})[0]  # the batch size is free
+    np.testing.assert_allclose(got, block(h).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_an_onnxruntime_table_predicts_measured_latency_loosely(ort_lazy):
+    """Children of `tiny` run in a fraction of a millisecond in onnxruntime, where each
+    layer's own session run and layout reorders weigh as much as its compute: a loose
+    bound (the benchmark measures the accuracy on attentive-mbv3 and ofa-mbv3)."""
+    from supernet import ElasticSupernet
+    from supernet.nn.deploy import measure
+
+    archs, frame = ort_lazy
+    table = LatencyTable(TINY, frame, "onnxruntime")
+    net = ElasticSupernet(TINY).eval()
+    for a in archs:
+        real = min(measure(net.export(a), 24, warmup=3, repeats=20).ms for _ in range(2))
+        assert real / 4 < table.predict(a) < 4 * real
+
+
+def test_torch_and_onnxruntime_tables_are_never_mixed(lazy, ort_lazy, tmp_path):
+    archs, torch_frame = lazy
+    _, ort_frame = ort_lazy
+    assert set(torch_frame["runtime"]) == {"torch"}
+    with pytest.raises(ValueError, match="runtime is .*'torch'.*expected 'onnxruntime'"):
+        LatencyTable(TINY, torch_frame, "onnxruntime")
+    with pytest.raises(ValueError, match="runtime is .*'onnxruntime'.*expected 'torch'"):
+        LatencyTable(TINY, ort_frame, "torch")
+    with pytest.raises(ValueError, match="runtime"):  # one frame, two runtimes
+        LatencyTable(TINY, pd.concat([torch_frame, ort_frame], ignore_index=True))
+    with pytest.raises(ValueError, match="runtime"):  # growing one with the other
+        build_latency_table(TINY, [archs[0]], runtime="onnxruntime", existing=torch_frame)
+    with pytest.raises(ValueError, match="runtime"):
+        build_latency_table(TINY, [archs[0]], existing=ort_frame)
+    with pytest.raises(ValueError, match="unknown"):
+        build_latency_table(TINY, [archs[0]], runtime="tensorrt")
+    # saved and read back, the runtime goes with the table
+    save_table(ort_frame, tmp_path / "ort.csv")
+    with pytest.raises(ValueError, match="runtime"):
+        LatencyTable.from_csv(TINY, tmp_path / "ort.csv", "torch")
+    assert LatencyTable.from_csv(TINY, tmp_path / "ort.csv").runtime == "onnxruntime"
+
+
+def test_a_table_saved_before_the_runtime_column_reads_as_torch(lazy, tmp_path):
+    _, frame = lazy
+    frame.drop(columns=["runtime", "clock"]).to_csv(tmp_path / "old.csv", index=False)
+    table = LatencyTable.from_csv(TINY, tmp_path / "old.csv", "torch")
+    assert table.runtime == "torch" and set(table.frame["clock"]) == {"wall"}
+
+
+def test_cpu_clock_is_one_thread_only():
+    from predictors.latency import clock_timer
+
+    assert clock_timer("wall", 4) is not None
+    assert clock_timer("cpu", 1)() >= 0
+    with pytest.raises(ValueError, match="one CPU thread"):
+        clock_timer("cpu", 2)
+    with pytest.raises(ValueError, match="one CPU thread"):
+        build_latency_table(TINY, [TINY.min_arch()], threads=2, clock="cpu")
+    with pytest.raises(ValueError, match="unknown"):
+        clock_timer("tsc", 1)
