@@ -89,11 +89,10 @@ def device_sync(device: str | torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
 
 
-def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
-              sync: Callable[[], None] = lambda: None,
-              timer: Callable[[], float] = time.perf_counter) -> float:
-    """Median wall time in ms of `call()` over `repeats` runs after `warmup` untimed ones
-    (the median, not the mean: the machines are shared)."""
+def times_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
+             sync: Callable[[], None] = lambda: None,
+             timer: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Wall times in ms of `repeats` runs of `call()` after `warmup` untimed ones."""
     for _ in range(warmup):
         call()
     sync()
@@ -102,8 +101,16 @@ def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
         start = timer()
         call()
         sync()
-        times.append(timer() - start)
-    return 1000.0 * float(np.median(times))
+        times.append(1000.0 * (timer() - start))
+    return times
+
+
+def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 10,
+              sync: Callable[[], None] = lambda: None,
+              timer: Callable[[], float] = time.perf_counter) -> float:
+    """Median wall time in ms of `call()` over `repeats` runs after `warmup` untimed ones
+    (the median, not the mean: the machines are shared)."""
+    return float(np.median(times_ms(call, warmup, repeats, sync, timer)))
 
 
 def mixed_seed(*keys: int) -> int:

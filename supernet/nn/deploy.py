@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils import times_ms, torch_threads
 
 RUNTIMES = ("onnxruntime", "torch")
 QUANTIZE = ("int8",)
@@ -109,14 +110,7 @@ def ort_session(model: bytes, threads: int = 1) -> Any:
 
 
 def _median_spread(call: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t) * 1e3)
-    p10, med, p90 = np.percentile(times, [10, 50, 90])
+    p10, med, p90 = np.percentile(times_ms(call, warmup, repeats), [10, 50, 90])
     return float(med), float((p90 - p10) / med) if med > 0 else 0.0
 
 
@@ -129,7 +123,6 @@ def measure(child: nn.Module | None, resolution: int, *, runtime: str = "onnxrun
     if runtime == "torch":
         if child is None:
             raise ValueError("latency: the torch runtime times a module, not an ONNX model")
-        from ..utils import torch_threads
 
         child = child.eval()
         with torch_threads(threads), torch.inference_mode():
