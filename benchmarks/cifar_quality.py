@@ -65,6 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "teacher": {"teacher_warmup": 0.25},
     "teacher50": {"teacher_warmup": 0.5},
     "alpha": {"kd": "alpha"},
+    "labels": {"kd_labels": 1.0},  # Once-for-All: labels plus soft labels
     "bestup": {"sampling": "best-up"},
     "worstup": {"sampling": "worst-up"},
     "random1": {"num_random": 1},

@@ -102,12 +102,14 @@ def test_rmsprop_is_tensorflows_eps_inside_the_root():
     assert isinstance(O.make_optimizer(net, cfg), RMSpropTF)
 
 
-def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small):
+@pytest.mark.parametrize("kd_labels", [0.0, 0.5])
+def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small, kd_labels):
     net = noisy_supernet(small[0])
     space = net.space
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
     kids = sandwich_children(space, 0, 3, 2)
-    cfg = TrainConfig(label_smoothing=0.1, grad_clip=0.0, channels_last=False)
+    cfg = TrainConfig(label_smoothing=0.1, grad_clip=0.0, channels_last=False,
+                      kd_labels=kd_labels)
     torch.manual_seed(1)
     loss, kd = sandwich_step(net, torch.optim.SGD(net.parameters(), lr=0.0), x, y, kids, cfg,
                              dropout=0.3)
@@ -121,9 +123,11 @@ def test_sandwich_loss_is_label_loss_of_largest_plus_detached_distillation(small
     soft = out.detach().softmax(1)
     ref_kd = 0.0
     for a in kids[1:]:
-        lk = -(soft * net(resize(x, a.resolution), a).log_softmax(1)).sum(1).mean()
-        lk.backward()
-        ref_kd += lk.item()
+        child = net(resize(x, a.resolution), a)
+        lk = -(soft * child.log_softmax(1)).sum(1).mean()
+        # kd_labels: the labels' loss (smoothed as the largest child's) joins the child's
+        (lk + kd_labels * F.cross_entropy(child, y, label_smoothing=0.1)).backward()
+        ref_kd += lk.item()  # the logged distillation loss stays the soft labels' alone
     assert math.isclose(loss.item(), ref_loss.item(), rel_tol=1e-6)
     assert math.isclose(kd.item() * 3, ref_kd, rel_tol=1e-5)
     ref = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}

@@ -167,7 +167,8 @@ def test_attentive_sampling_trains_the_candidate_with_the_best_or_worst_loss(sma
 
 
 def test_options_resume_bit_identical(small, tmp_path, monkeypatch):
-    opts = dict(teacher_warmup=1 / 3, kd="alpha", sampling="best-up", candidates=2, epochs=3)
+    opts = dict(teacher_warmup=1 / 3, kd="alpha", sampling="best-up", candidates=2, epochs=3,
+                kd_labels=0.5)
     full = train(small_config(small, tmp_path, out=str(tmp_path / "full"), **opts))
     real = T.save_checkpoint
 
@@ -213,7 +214,7 @@ def test_floor_at_one_decays_over_the_whole_run():
 @pytest.mark.parametrize("field,value", [("kd", "kl"), ("teacher_warmup", 1.0),
                                          ("teacher_warmup", -0.5), ("sampling", "best"),
                                          ("candidates", 0), ("floor_at", 0.0),
-                                         ("floor_at", 1.5)])
+                                         ("floor_at", 1.5), ("kd_labels", -1.0)])
 def test_bad_option_is_a_value_error_naming_the_field(small, tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         train(small_config(small, tmp_path, **{field: value}))

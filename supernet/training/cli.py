@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     # options that narrow the gap between sliced children and stand-alone twins
     a("--kd", choices=KD_LOSSES, default=d.kd, help="distillation loss: ce to the soft "
       "labels (BigNAS) or AlphaNet's adaptive alpha-divergence (default %(default)s)")
+    a("--kd-labels", type=float, default=d.kd_labels,
+      help="weight of the labels' cross-entropy added to each distilled child's loss (0: "
+      "soft labels only, BigNAS; 1: labels plus soft labels, Once-for-All; default "
+      "%(default)s)")
     a("--teacher-warmup", type=float, default=d.teacher_warmup,
       help="share of the run, at its start, in which only the largest child trains "
       f"(Once-for-All's first stage; default: the recipe's, {r.teacher_warmup:g})")

@@ -103,7 +103,8 @@ RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "
             "recipe",  # the recipe counts by the values it gave, not by its name
             "log_dir", "tensorboard")
 # What a checkpoint made before these fields existed computed (so it stays resumable)
-BEFORE_OPTIONS = {"kd": "ce", "teacher_warmup": 0.0, "sampling": "uniform", "candidates": 3,
+BEFORE_OPTIONS = {"kd": "ce", "kd_labels": 0.0, "teacher_warmup": 0.0, "sampling": "uniform",
+                  "candidates": 3,
                   "floor_at": FLOOR_AT, "optimizer": "sgd", "res_sampling": "independent",
                   "els": True, "fair": False, "resolutions": (), "method": "sandwich"}
 
@@ -165,6 +166,9 @@ class TrainConfig:
     # narrowed the gap at 8 epochs from 6.6 to 2.3 points; BigNAS's own recipe is
     # teacher_warmup 0 and the floor held for the last third.
     kd: str = "ce"  # distillation: "ce" to the soft labels (BigNAS), "alpha" (AlphaNet)
+    # weight of the labels' cross-entropy added to every distilled child's loss: 0, soft
+    # labels only (BigNAS); 1, labels plus soft labels (Once-for-All's kd_ratio 1)
+    kd_labels: float = 0.0
     teacher_warmup: float | None = None  # share of the run (its first steps): largest alone
     sampling: str | None = None  # random children: "uniform", "best-up", "worst-up"
     candidates: int = 3  # children ranked per random child by best-up / worst-up
@@ -213,6 +217,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("dropout", cfg.dropout is None or 0 <= cfg.dropout < 1, "within [0, 1)"),
         ("threads", isinstance(cfg.threads, int) and cfg.threads >= 0, "an integer >= 0"),
         ("kd", cfg.kd in KD_LOSSES, f"one of {list(KD_LOSSES)}"),
+        ("kd_labels", 0 <= cfg.kd_labels and math.isfinite(cfg.kd_labels), "a number >= 0"),
         ("teacher_warmup", 0 <= cfg.teacher_warmup < 1, "a share of the run within [0, 1)"),
         ("sampling", cfg.sampling in SAMPLINGS, f"one of {list(SAMPLINGS)}"),
         ("candidates", isinstance(cfg.candidates, int) and cfg.candidates >= 1,

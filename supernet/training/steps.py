@@ -96,7 +96,8 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step: the first child (the largest) learns the labels, with label
     smoothing and dropout; every other child learns its detached soft labels (inplace
-    distillation, loss `cfg.kd`). Each child's backward adds to the gradients, then
+    distillation, loss `cfg.kd`, plus `cfg.kd_labels` times the labels' loss). Each
+    child's backward adds to the gradients, then
     clipping and one optimizer step. `model` is the supernet or DDP around it.
     `candidates[i]`, where given, replaces child i by the one of them that
     `cfg.sampling` picks by distillation loss on this batch (attentive sampling).
@@ -128,8 +129,13 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
         if candidates and i in candidates:
             arch = attentive_pick(candidates[i], logits, soft, cfg, ddp)
         with sync(i):
-            kd = distill_loss(cfg.kd, logits(arch), soft)
-            kd.backward()
+            out = logits(arch)
+            kd = distill_loss(cfg.kd, out, soft)
+            if cfg.kd_labels:  # Once-for-All's form: the labels too, not the teacher alone
+                (kd + cfg.kd_labels * F.cross_entropy(out, y, label_smoothing=smoothing)
+                 ).backward()
+            else:
+                kd.backward()
         kd_sum += kd.detach()
     if clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), clip)
