@@ -15,8 +15,9 @@ The twins do not depend on the supernet's options, so each is trained once per b
 cached in <out>/twins/ (keyed by the architecture and every field that changes how it
 trains: epochs, data, seed, schedule, ...; the weights are kept, so another `--calib-images`
 re-scores them without training). Each option's supernet lives in <out>/<option>/e<epochs>/
-(resumed, or reused if done). An option is `baseline` (the `small` recipe: the project's
-nas-train defaults), a preset name below, or fields of TrainConfig (`kd=alpha`,
+(resumed, or reused if done and trained with the same settings). An option is `baseline`
+(the `small` recipe: the project's nas-train defaults; `before` is what they were before
+issue 20's measurements changed them), a preset name below, or fields of TrainConfig (`kd=alpha`,
 `teacher_warmup=0.5`, `method=progressive-shrinking`), several joined by `+`. `--method`
 sets the training method of every option; `--jobs 2` trains two supernets / twins at once
 (one CPU thread each by default).
@@ -58,14 +59,20 @@ from supernet.utils import mixed_seed
 # Presets of TrainConfig fields (on top of the `small` recipe, the nas-train defaults).
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},
-    "bignas": {"teacher_warmup": 0.0, "floor_at": FLOOR_AT},  # BigNAS's own schedule
+    # BigNAS's own schedule, resolutions and distillation
+    "bignas": {"teacher_warmup": 0.0, "floor_at": FLOOR_AT, "res_sampling": "paired",
+               "kd_labels": 0.0},
     "ps": {"method": "progressive-shrinking"},
     "sandwich": {"method": "sandwich"},
+    # the defaults before issue 20's measurements: BigNAS's paired resolutions, soft labels only
+    "before": {"res_sampling": "paired", "kd_labels": 0.0},
+    "paired": {"res_sampling": "paired"},
     "independent": {"res_sampling": "independent"},
     "teacher": {"teacher_warmup": 0.25},
     "teacher50": {"teacher_warmup": 0.5},
     "alpha": {"kd": "alpha"},
     "labels": {"kd_labels": 1.0},  # Once-for-All: labels plus soft labels
+    "nolabels": {"kd_labels": 0.0},  # BigNAS: soft labels only
     "bestup": {"sampling": "best-up"},
     "worstup": {"sampling": "worst-up"},
     "random1": {"num_random": 1},
@@ -443,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
             ck = Path(cfg.out) / "supernet.pt"
             if not (ck.exists() and read_checkpoint(ck).get("completed")):
                 jobs.append((e * 2.3, job_supernet, (f"{o} ({cfg.method})", cfg)))
+            else:
+                try:  # done: train() returns at once, or refuses a run of other settings
+                    train(replace(cfg, quiet=True))
+                except ValueError as err:  # (a preset changed since: stale, not reused)
+                    print(f"cifar_quality: error: {err}", file=sys.stderr)
+                    return 2
     t = time.perf_counter()
     if jobs:
         print(f"training {len(jobs)} unit(s) ...", flush=True)

@@ -230,3 +230,13 @@ def test_a_checkpoint_from_before_the_options_still_counts_as_the_same_run(small
     assert train(cfg) == path  # done already: not refused, not retrained
     with pytest.raises(ValueError, match="kd 'ce' -> 'alpha'"):
         train(small_config(small, tmp_path, epochs=1, **{**C.BEFORE_OPTIONS, "kd": "alpha"}))
+
+
+def test_recipes_set_the_random_childrens_resolutions_and_the_label_weight():
+    small = C.with_recipe(TrainConfig())
+    assert (small.res_sampling, small.kd_labels) == ("independent", 1.0)  # issue 20's
+    for name in ("bignas", "attentivenas"):  # as their papers train
+        cfg = C.with_recipe(TrainConfig(recipe=name))
+        assert (cfg.res_sampling, cfg.kd_labels) == ("paired", 0.0)
+    flags = C.with_recipe(TrainConfig(res_sampling="paired", kd_labels=0.0))
+    assert (flags.res_sampling, flags.kd_labels) == ("paired", 0.0)  # a flag of 0 wins too

@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--schedule", choices=SCHEDULES, default=d.schedule,
       help=f"default: the recipe's ({r.schedule})")
     a("--res-sampling", choices=RES_SAMPLING, default=d.res_sampling,
-      help="resolutions of the random children (default %(default)s: those between the "
-      "smallest and largest child's, each once per step)")
+      help="resolutions of the random children: paired (those between the smallest and "
+      "largest child's, each once per step) or independent (any; default: the recipe's, "
+      f"{r.res_sampling})")
     a("--calib-images", type=int, default=d.calib_images,
       help="training images per BN recalibration (default %(default)s)")
     a("--dropout", type=float, default=d.dropout,
@@ -105,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
       "labels (BigNAS) or AlphaNet's adaptive alpha-divergence (default %(default)s)")
     a("--kd-labels", type=float, default=d.kd_labels,
       help="weight of the labels' cross-entropy added to each distilled child's loss (0: "
-      "soft labels only, BigNAS; 1: labels plus soft labels, Once-for-All; default "
-      "%(default)s)")
+      "soft labels only, BigNAS; 1: labels plus soft labels, Once-for-All; default: the "
+      f"recipe's, {r.kd_labels:g})")
     a("--teacher-warmup", type=float, default=d.teacher_warmup,
       help="share of the run, at its start, in which only the largest child trains "
       f"(Once-for-All's first stage; default: the recipe's, {r.teacher_warmup:g})")

@@ -43,6 +43,8 @@ class Recipe:
     teacher_warmup: float  # share of the run in which the largest child trains alone
     floor_at: float  # "exp" schedule: share of the decay span at which the floor is reached
     sampling: str  # random children: "uniform" or AttentiveNAS's "best-up" / "worst-up"
+    res_sampling: str  # random children's resolutions: "paired" or "independent"
+    kd_labels: float  # weight of the labels' loss beside each distilled child's soft labels
     # training resolutions, those of the space that are listed here; () or none listed
     # in the space: all of the space's
     resolutions: tuple[int, ...] = ()
@@ -52,10 +54,13 @@ RECIPES: dict[str, Recipe] = {
     # ours: sized for a few CPU minutes on 2 cores (digits, the tiny space). Teacher
     # warm-up (Once-for-All's first stage) for the first quarter and a decay that reaches
     # the floor at the end narrowed the sliced-vs-alone gap at 8 CIFAR epochs from 6.6 to
-    # 2.3 points (benchmarks/cifar_quality.py, README).
+    # 2.3 points (benchmarks/cifar_quality.py, docs/benchmarks.md). Random children at
+    # any resolution and the labels beside the soft labels (a short run's teacher is
+    # weak) narrowed it further (issue 20, same page).
     "small": Recipe(epochs=8, batch_size=64, lr=0.1, optimizer="sgd", schedule="exp",
                     warmup_epochs=1.0, weight_decay=5e-5, label_smoothing=0.1, dropout=None,
-                    grad_clip=5.0, teacher_warmup=0.25, floor_at=1.0, sampling="uniform"),
+                    grad_clip=5.0, teacher_warmup=0.25, floor_at=1.0, sampling="uniform",
+                    res_sampling="independent", kd_labels=1.0),
     # BigNAS: TF-style RMSProp, LR 0.256 at batch 4096 decayed x0.97 every 2.4 epochs,
     # label smoothing 0.1, 5 warm-up epochs (all EfficientNet's set-up, which BigNAS
     # adopts), held at 5% of the initial LR (BigNAS supplement B), weight decay 1e-5 and
@@ -65,7 +70,8 @@ RECIPES: dict[str, Recipe] = {
     "bignas": Recipe(epochs=360, batch_size=4096, lr=0.256, optimizer="rmsprop",
                      schedule="bignas", warmup_epochs=5.0, weight_decay=1e-5,
                      label_smoothing=0.1, dropout=0.2, grad_clip=0.0, teacher_warmup=0.0,
-                     floor_at=2 / 3, sampling="uniform", resolutions=(192, 224, 288, 320)),
+                     floor_at=2 / 3, sampling="uniform", res_sampling="paired", kd_labels=0.0,
+                     resolutions=(192, 224, 288, 320)),
     # AttentiveNAS repo: SGD Nesterov 0.9, base LR 0.1 at its batch of 2048 (32 x 64
     # GPUs; its own rescaling is commented out), warm-up 5 of 360 epochs then cosine to
     # 0, weight decay 1e-5 (none on BN and biases), label smoothing 0.1, dropout 0.2,
@@ -74,12 +80,13 @@ RECIPES: dict[str, Recipe] = {
     "attentivenas": Recipe(epochs=360, batch_size=2048, lr=0.1, optimizer="sgd",
                            schedule="cosine", warmup_epochs=5.0, weight_decay=1e-5,
                            label_smoothing=0.1, dropout=0.2, grad_clip=1.0, teacher_warmup=0.0,
-                           floor_at=2 / 3, sampling="best-up"),
+                           floor_at=2 / 3, sampling="best-up", res_sampling="paired",
+                           kd_labels=0.0),
 }
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "warmup_epochs",
                  "weight_decay", "label_smoothing", "grad_clip", "teacher_warmup", "floor_at",
-                 "sampling", "resolutions")
+                 "sampling", "res_sampling", "kd_labels", "resolutions")
 
 
 def recipe_values(name: str, given: dict) -> dict:
@@ -136,8 +143,8 @@ class TrainConfig:
     schedule: str | None = None  # "exp" (floor at 2/3 of the run), "bignas", "cosine"
     # "paired": the smallest child at the lowest resolution, the largest at the highest,
     # the random ones at the others, each once per step where the counts allow (BigNAS
-    # supplement C); "independent": random children draw any resolution
-    res_sampling: str = "paired"
+    # supplement C); "independent": random children draw any resolution; None: the recipe's
+    res_sampling: str | None = None
     calib_images: int = 512  # training images per BN recalibration
     dropout: float | None = None  # largest child only; None: the recipe's, else the space's
     bf16: bool = False  # bfloat16 autocast
@@ -167,8 +174,9 @@ class TrainConfig:
     # teacher_warmup 0 and the floor held for the last third.
     kd: str = "ce"  # distillation: "ce" to the soft labels (BigNAS), "alpha" (AlphaNet)
     # weight of the labels' cross-entropy added to every distilled child's loss: 0, soft
-    # labels only (BigNAS); 1, labels plus soft labels (Once-for-All's kd_ratio 1)
-    kd_labels: float = 0.0
+    # labels only (BigNAS); 1, labels plus soft labels (Once-for-All's kd_ratio 1);
+    # None: the recipe's
+    kd_labels: float | None = None
     teacher_warmup: float | None = None  # share of the run (its first steps): largest alone
     sampling: str | None = None  # random children: "uniform", "best-up", "worst-up"
     candidates: int = 3  # children ranked per random child by best-up / worst-up
@@ -194,7 +202,8 @@ def check_config(cfg: TrainConfig) -> None:
     assert (cfg.lr is not None and cfg.warmup_epochs is not None  # with_recipe fills them
             and cfg.label_smoothing is not None and cfg.weight_decay is not None
             and cfg.grad_clip is not None and cfg.teacher_warmup is not None
-            and cfg.floor_at is not None)
+            and cfg.floor_at is not None and cfg.res_sampling is not None
+            and cfg.kd_labels is not None)
     rules = [
         ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "an integer >= 1"),
         ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1,

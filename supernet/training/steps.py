@@ -102,10 +102,10 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     `candidates[i]`, where given, replaces child i by the one of them that
     `cfg.sampling` picks by distillation loss on this batch (attentive sampling).
     Returns the largest child's loss and the mean distillation loss, detached."""
-    if cfg.label_smoothing is None or cfg.grad_clip is None:  # a config fresh from the user
+    if None in (cfg.label_smoothing, cfg.grad_clip, cfg.kd_labels):  # fresh from the user
         cfg = with_recipe(cfg)
-    smoothing, clip = cfg.label_smoothing, cfg.grad_clip
-    assert smoothing is not None and clip is not None  # with_recipe fills both
+    smoothing, clip, labels = cfg.label_smoothing, cfg.grad_clip, cfg.kd_labels
+    assert smoothing is not None and clip is not None and labels is not None  # with_recipe
     opt.zero_grad(set_to_none=True)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     last = len(children) - 1
@@ -131,9 +131,8 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
         with sync(i):
             out = logits(arch)
             kd = distill_loss(cfg.kd, out, soft)
-            if cfg.kd_labels:  # Once-for-All's form: the labels too, not the teacher alone
-                (kd + cfg.kd_labels * F.cross_entropy(out, y, label_smoothing=smoothing)
-                 ).backward()
+            if labels:  # Once-for-All's form: the labels too, not the teacher alone
+                (kd + labels * F.cross_entropy(out, y, label_smoothing=smoothing)).backward()
             else:
                 kd.backward()
         kd_sum += kd.detach()
