@@ -17,10 +17,10 @@ trains: epochs, data, seed, schedule, ...; the weights are kept, so another `--c
 re-scores them without training). Each option's supernet lives in <out>/<option>/e<epochs>/
 (resumed, or reused if done and trained with the same settings). An option is `baseline`
 (the `small` recipe: the project's nas-train defaults; `before` is what they were before
-issue 20's measurements changed them), a preset name below, or fields of TrainConfig (`kd=alpha`,
-`teacher_warmup=0.5`, `method=progressive-shrinking`), several joined by `+`. `--method`
-sets the training method of every option; `--jobs 2` trains two supernets / twins at once
-(one CPU thread each by default).
+issue 20's measurements changed them), a preset name below, or fields of TrainConfig
+(`kd=alpha`, `teacher_warmup=0.5`, `method=progressive-shrinking`), several joined by `+`.
+`--method` sets the training method of every option; `--jobs 2` trains two supernets /
+twins at once (one CPU thread each by default).
 
     python benchmarks/cifar_quality.py --data npz:DIR [--epochs 8,16] [--options baseline,ps]
         [--method sandwich|progressive-shrinking] [--train-images 5000] [--jobs 2]

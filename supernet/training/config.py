@@ -111,9 +111,9 @@ RUN_ONLY = ("space", "out", "resume", "quiet", "workers", "device", "threads", "
             "log_dir", "tensorboard")
 # What a checkpoint made before these fields existed computed (so it stays resumable)
 BEFORE_OPTIONS = {"kd": "ce", "kd_labels": 0.0, "teacher_warmup": 0.0, "sampling": "uniform",
-                  "candidates": 3,
-                  "floor_at": FLOOR_AT, "optimizer": "sgd", "res_sampling": "independent",
-                  "els": True, "fair": False, "resolutions": (), "method": "sandwich"}
+                  "candidates": 3, "floor_at": FLOOR_AT, "optimizer": "sgd",
+                  "res_sampling": "independent", "els": True, "fair": False, "resolutions": (),
+                  "method": "sandwich"}
 
 
 @dataclass

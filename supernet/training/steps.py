@@ -97,8 +97,8 @@ def sandwich_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
     """One training step: the first child (the largest) learns the labels, with label
     smoothing and dropout; every other child learns its detached soft labels (inplace
     distillation, loss `cfg.kd`, plus `cfg.kd_labels` times the labels' loss). Each
-    child's backward adds to the gradients, then
-    clipping and one optimizer step. `model` is the supernet or DDP around it.
+    child's backward adds to the gradients, then clipping and one optimizer step.
+    `model` is the supernet or DDP around it.
     `candidates[i]`, where given, replaces child i by the one of them that
     `cfg.sampling` picks by distillation loss on this batch (attentive sampling).
     Returns the largest child's loss and the mean distillation loss, detached."""
