@@ -1,7 +1,7 @@
 """How often each width / depth / kernel / expand / resolution choice is trained. Offline.
 
-Replays the children that a run's steps train, from the same functions the trainer calls
-(supernet.training.steps / sampling / shrinking), without training anything, and prints
+Replays the children that a run's steps train, from the function the trainer calls
+(supernet.training.steps.stage_children), without training anything, and prints
 per kind of gene the child-passes per step at its smallest, middle and largest choice
 (split into the sandwich's two extremes and its random children), the resolutions the
 random children train at, and for the 8 children of benchmarks/cifar_quality.py how many
@@ -9,7 +9,7 @@ passes per step train exactly their choice of a gene (mean over genes) and their
 resolution.
 
     python benchmarks/choice_counts.py [--epochs 16] [--steps-per-epoch 39]
-        [--options baseline,independent,ps,random4]
+        [--options before,baseline,ps,random4]
 """
 
 from __future__ import annotations
@@ -27,23 +27,7 @@ from cifar_quality import BASE, children, option_config  # noqa: E402
 
 from supernet import load_space  # noqa: E402
 from supernet.training.config import TrainConfig, resolved  # noqa: E402
-from supernet.training.sampling import warmup_children  # noqa: E402
-from supernet.training.shrinking import phase_at, phase_space  # noqa: E402
-from supernet.training.steps import sandwich_children, train_resolutions  # noqa: E402
-
-
-def step_children(space, cfg: TrainConfig, step: int, total: int) -> list:
-    """The children step `step` of `total` trains (largest first, smallest last), as
-    supernet.training.steps.make_step draws them (uniform sampling)."""
-    res = train_resolutions(space, cfg.resolutions)
-    paired = cfg.res_sampling == "paired"
-    if cfg.method == "progressive-shrinking":
-        phase = phase_at(cfg.epochs, step * cfg.epochs // total)
-        kids = sandwich_children(phase_space(space, phase.elastic), cfg.seed, step,
-                                 cfg.num_random, paired, res)
-        return kids if phase.elastic else kids[:1]
-    kids = sandwich_children(space, cfg.seed, step, cfg.num_random, paired, res)
-    return warmup_children(kids, step, round(cfg.teacher_warmup * total))
+from supernet.training.steps import stage_children  # noqa: E402
 
 
 def kind(gene: str) -> str:
@@ -59,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--steps-per-epoch", type=int, default=39,
                    help="5,000 images at batch 128: 39; 10,000: 78")
-    p.add_argument("--options", default="baseline,independent,ps,random4")
+    p.add_argument("--options", default="before,baseline,ps,random4")
     a = p.parse_args(argv)
     space = load_space("tiny")
     genes = space.choices()
@@ -75,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         exact = np.zeros((len(kids), len(genes)))
         rand_res: Counter = Counter()
         for step in range(total):
-            kk = step_children(space, cfg, step, total)
+            kk = stage_children(space, cfg, step, total)
             for j, arch in enumerate(kk):
                 who = ("extremes" if j == 0 or (j == len(kk) - 1 and len(kk) > 1)
                        else "random")

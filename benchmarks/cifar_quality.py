@@ -52,6 +52,7 @@ from supernet.spaces.space import Arch
 from supernet.training.config import TrainConfig, check_config, resolved
 from supernet.training.evaluation import calibrate_bn, evaluate
 from supernet.training.optim import FLOOR_AT, make_scheduler, param_groups
+from supernet.training.shrinking import METHODS
 from supernet.training.steps import sandwich_step
 from supernet.training.train import train
 from supernet.utils import mixed_seed
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--options", default="baseline",
                    help=f"comma-separated; each one of {list(PRESETS)} or FIELD=VALUE, "
                    "joined by + (default baseline)")
-    p.add_argument("--method", choices=("sandwich", "progressive-shrinking"), default=None,
+    p.add_argument("--method", choices=METHODS, default=None,
                    help="training method of every option (default: nas-train's, sandwich)")
     p.add_argument("--data", required=True,
                    help="data spec, e.g. cifar10:PATH (the CIFAR-10 python folder) or npz:DIR "
@@ -452,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((e * 2.3, job_supernet, (f"{o} ({cfg.method})", cfg)))
             else:
                 try:  # done: train() returns at once, or refuses a run of other settings
-                    train(replace(cfg, quiet=True))
+                    train(cfg)
                 except ValueError as err:  # (a preset changed since: stale, not reused)
                     print(f"cifar_quality: error: {err}", file=sys.stderr)
                     return 2

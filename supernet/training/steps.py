@@ -219,28 +219,34 @@ def make_step(space: SearchSpace, cfg: TrainConfig, total_steps: int) -> Step:
             return single_path_step(model, opt, x, y, kids, cfg, dropout)
         return single_path
 
-    assert cfg.teacher_warmup is not None and cfg.resolutions is not None  # recipe applied
-    teacher_steps = round(cfg.teacher_warmup * total_steps)
-    res = train_resolutions(space, cfg.resolutions)
-    if cfg.method == "progressive-shrinking":
-        def shrinking(model, opt, x, y, step):
-            # the phase of this step's epoch: its dimensions elastic, the rest at their
-            # largest; the largest child alone in the first phase
-            phase = phase_at(cfg.epochs, step * cfg.epochs // total_steps)
-            sub = phase_space(space, phase.elastic)
-            kids = sandwich_children(sub, cfg.seed, step, cfg.num_random,
-                                     cfg.res_sampling == "paired", res)
-            return sandwich_step(model, opt, x, y, kids if phase.elastic else kids[:1], cfg,
-                                 dropout, None)
-        return shrinking
+    # attentive sampling ranks the random children of the sandwich rule only
+    attentive = cfg.sampling != "uniform" and cfg.method == "sandwich"
 
-    def sandwich(model, opt, x, y, step):
-        kids = warmup_children(sandwich_children(space, cfg.seed, step, cfg.num_random,
-                                                 cfg.res_sampling == "paired", res),
-                               step, teacher_steps)
+    def stage_wise(model, opt, x, y, step):
+        kids = stage_children(space, cfg, step, total_steps)
         pools = None
-        if cfg.sampling != "uniform":
+        if attentive:
             pools = {i: attentive_candidates(space, a, cfg.seed, step, i, cfg.candidates)
                      for i, a in enumerate(kids[1:-1], 1)}
         return sandwich_step(model, opt, x, y, kids, cfg, dropout, pools)
-    return sandwich
+    return stage_wise
+
+
+def stage_children(space: SearchSpace, cfg: TrainConfig, step: int,
+                   total_steps: int) -> list[Arch]:
+    """The children step `step` of `total_steps` trains in a stage-wise space (`cfg` with
+    its recipe applied), largest first, before attentive sampling: the sandwich rule's
+    (the largest alone during the teacher warm-up), or progressive shrinking's (the phase
+    of the step's epoch elastic, the rest at their largest; the largest alone in the first
+    phase). `benchmarks/choice_counts.py` replays them."""
+    assert (cfg.epochs is not None and cfg.teacher_warmup is not None  # recipe applied
+            and cfg.resolutions is not None)
+    res = train_resolutions(space, cfg.resolutions)
+    paired = cfg.res_sampling == "paired"
+    if cfg.method == "progressive-shrinking":
+        phase = phase_at(cfg.epochs, step * cfg.epochs // total_steps)
+        kids = sandwich_children(phase_space(space, phase.elastic), cfg.seed, step,
+                                 cfg.num_random, paired, res)
+        return kids if phase.elastic else kids[:1]
+    kids = sandwich_children(space, cfg.seed, step, cfg.num_random, paired, res)
+    return warmup_children(kids, step, round(cfg.teacher_warmup * total_steps))
