@@ -100,13 +100,11 @@ def main(argv: list[str] | None = None) -> None:
             top1_q = ort_scores(q, val(), args.threads)[0]
             per_round = max(1, args.repeats // args.rounds)
             lat: dict[str, list[float]] = {"fp32": [], "int8": []}
-            spreads: dict[str, list[float]] = {"fp32": [], "int8": []}
             for _ in range(args.rounds):
                 for name, model in (("fp32", fp32), ("int8", q)):
                     m = measure(None, arch.resolution, runtime="onnxruntime", threads=args.threads,
                                 repeats=per_round, model=model)
                     lat[name].append(m.ms)
-                    spreads[name].append(m.spread)
             med = {k: float(np.median(v)) for k, v in lat.items()}
             rows.append({
                 "child": label, "arch": str(arch), "macs": macs(space, arch),
